@@ -1,0 +1,41 @@
+"""fsm_trainer: an exactly reproducible training runner built as a small state machine."""
+
+from fsm_trainer.errors import FsmTrainerError as FsmTrainerError
+from fsm_trainer.errors import HookError as HookError
+from fsm_trainer.errors import NoTransition as NoTransition
+from fsm_trainer.errors import WorkflowError as WorkflowError
+from fsm_trainer.hook import POINTS as POINTS
+from fsm_trainer.hook import Hook as Hook
+from fsm_trainer.hook import UnreachableHookWarning as UnreachableHookWarning
+from fsm_trainer.hook import compose_hooks as compose_hooks
+from fsm_trainer.priority import Priority as Priority
+from fsm_trainer.state import TrainState as TrainState
+from fsm_trainer.transitions import END as END
+from fsm_trainer.transitions import START as START
+from fsm_trainer.transitions import TransitionTable as TransitionTable
+from fsm_trainer.transitions import compile_workflow as compile_workflow
+from fsm_trainer.transitions import run_length as run_length
+from fsm_trainer.transitions import transition as transition
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # ``run`` and the context import torch; keep ``import fsm_trainer`` torch-free for the pure core.
+    if name == "run":
+        from fsm_trainer.runner import run
+
+        return run
+    if name == "RunContext":
+        from fsm_trainer.context import RunContext
+
+        return RunContext
+    msg = f"module 'fsm_trainer' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+__all__ = [
+    "END", "POINTS", "START", "FsmTrainerError", "Hook", "HookError", "NoTransition", "Priority",
+    "RunContext", "TrainState", "TransitionTable", "UnreachableHookWarning", "WorkflowError",
+    "__version__", "compile_workflow", "compose_hooks", "run", "run_length", "transition",
+]

@@ -1,0 +1,88 @@
+"""The resources of a run: what effect hooks reach through their closures.
+
+A :class:`RunContext` is built by :func:`fsm_trainer.run` before the loop and handed to hook
+factories (callables ``ctx -> Hook``). It holds torch objects and files, never progress:
+progress lives in :class:`~fsm_trainer.state.TrainState`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from fsm_trainer.logbuffer import LogBuffer
+from fsm_trainer.transitions import TransitionTable
+
+
+@attrs.define
+class RunContext:
+    """Model, optimizer, loaders, table, files and shared buffers of one run."""
+
+    table: TransitionTable
+    data_loaders: Sequence[Any]
+    model: Any = None
+    optimizer: Any = None
+    work_dir: Path | None = None
+    logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("fsm_trainer"))
+    meta: dict[str, Any] = attrs.field(factory=dict)
+    timestamp: str = attrs.field(factory=lambda: time.strftime("%Y%m%d_%H%M%S"))
+    _log_buffer: LogBuffer | None = None
+    loggers: list[str] = attrs.field(factory=list)
+
+    @property
+    def log_buffer(self) -> LogBuffer:
+        """The buffer loggers average from; asking for it makes the run feed it ``log_vars``."""
+        if self._log_buffer is None:
+            self._log_buffer = LogBuffer()
+        return self._log_buffer
+
+    @property
+    def uses_log_buffer(self) -> bool:
+        """Whether some hook asked for :attr:`log_buffer`."""
+        return self._log_buffer is not None
+
+    def loader_len(self, phase: int) -> int | None:
+        """``len()`` of the loader of workflow entry ``phase``, or ``None`` if it has none."""
+        try:
+            return len(self.data_loaders[phase])
+        except TypeError:
+            return None
+
+    @property
+    def max_epochs(self) -> int | None:
+        """The table's ``max_epochs`` (``None`` in an iter-based run)."""
+        return self.table.max_epochs
+
+    @property
+    def max_iters(self) -> int | None:
+        """Train iterations of the whole run.
+
+        Iter-based: ``max_iters``. Epoch-based: ``max_epochs * len(first train loader)``, as
+        mmcv computes it, or ``None`` when that loader has no length.
+        """
+        if self.table.by == "iter":
+            return self.table.max_iters
+        for j, (mode, _) in enumerate(self.table.workflow):
+            if mode == "train":
+                n = self.loader_len(j)
+                return None if n is None else n * self.table.max_progress
+        return None
+
+    def current_lr(self) -> list[float] | dict[str, list[float]]:
+        """Learning rates of every param group (a dict for a dict of optimizers), as mmcv."""
+        opt = self.optimizer
+        if isinstance(opt, dict):
+            return {k: [g["lr"] for g in o.param_groups] for k, o in opt.items()}
+        if opt is None:
+            return []
+        return [g["lr"] for g in opt.param_groups]
+
+    def register_logger(self, name: str) -> int:
+        """Record a logger hook; returns its index (the last one clears the buffer output)."""
+        self.loggers.append(name)
+        return len(self.loggers) - 1

@@ -1,0 +1,1 @@
+"""Runnable examples (``python -m fsm_trainer.examples.digits``)."""

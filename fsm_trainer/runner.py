@@ -1,0 +1,345 @@
+"""``run``: drive a transition table with hooks, a model and loaders (the imperative shell).
+
+Event order, epoch-based table (``unit`` = one epoch)::
+
+    before_run
+    state = transition(table, state, "start")
+    while state.phase != END:
+        if mode == "train":                       # model.train()
+            before_train_epoch                    # also the hooks' generic before_epoch
+            for inner_iter, batch in enumerate(loader):
+                before_train_iter; outputs = train_step(batch); after_train_iter; iter += 1
+            after_train_epoch; epoch += 1         # also the hooks' generic after_epoch
+        else:                                     # model.eval(), torch.no_grad()
+            before_val_epoch
+            for inner_iter, batch in enumerate(loader):
+                before_val_iter; outputs = val_step(batch); after_val_iter
+            after_val_epoch
+        state = transition(table, state, "done")
+    after_run
+
+Iter-based table (``unit`` = one iteration, loaders cycle endlessly)::
+
+    before_run; before_epoch
+    state = transition(table, state, "start")
+    while state.phase != END:
+        repeat run_length(table, state) times:    # the table's self-loop, in closed form
+            epoch = passes the loader had completed     (train entries only)
+            before_<mode>_iter; outputs = <mode>_step(next(loader)); after_<mode>_iter
+            inner_iter += 1; iter += 1 (train only)
+        state = transition(table, state, "done")  # entering an entry resets inner_iter
+    after_epoch; after_run
+
+A hook that sets ``stop`` ends the run after the current hook point: the remaining points of
+that iteration or epoch are skipped, then ``after_epoch`` (iter-based) and ``after_run`` run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fsm_trainer.context import RunContext
+from fsm_trainer.data import IterLoader, set_sampler_epoch
+from fsm_trainer.errors import HookError, WorkflowError
+from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks
+from fsm_trainer.priority import Priority
+from fsm_trainer.state import TrainState
+from fsm_trainer.step import StepFn, make_steps
+from fsm_trainer.transitions import END, TransitionTable, run_length, transition
+
+HookLike = Hook | Callable[[RunContext], "Hook | Sequence[Hook]"]
+
+_TS = TrainState
+
+
+def _bad_return(site: str, composed: ComposedHooks, got: object) -> TypeError:
+    names = ", ".join(h.name for h in composed.order[site])
+    msg = (
+        f"a hook at {site!r} returned {type(got).__name__} instead of a TrainState "
+        f"(hooks there, in order: {names}); a hook function must return its state"
+    )
+    return TypeError(msg)
+
+
+def _log_vars_hook(ctx: RunContext) -> Hook:
+    buf = ctx.log_buffer
+
+    def collect(s: TrainState) -> TrainState:
+        out = s.outputs
+        log_vars = out.get("log_vars")
+        if log_vars is not None:
+            buf.update(log_vars, out.get("num_samples", 1))
+        return s
+
+    return Hook("LogVarsCollector", Priority.HIGHEST, {"after_train_iter": collect, "after_val_iter": collect})
+
+
+def build_hooks(hooks: Iterable[HookLike], ctx: RunContext) -> list[Hook]:
+    """Resolve hook factories against ``ctx``; add the ``log_vars`` collector if a logger needs it."""
+    built: list[Hook] = []
+    for i, h in enumerate(hooks):
+        if isinstance(h, Hook):
+            built.append(h)
+            continue
+        if not callable(h):
+            msg = f"hooks[{i}] is neither a Hook nor a hook factory (ctx -> Hook): {h!r}"
+            raise HookError(msg)
+        made = h(ctx)
+        items = [made] if isinstance(made, Hook) else list(made)
+        for m in items:
+            if not isinstance(m, Hook):
+                msg = f"hooks[{i}]: the factory {h!r} returned {m!r}, not a Hook"
+                raise HookError(msg)
+        built.extend(items)
+    if ctx.uses_log_buffer:
+        built.insert(0, _log_vars_hook(ctx))
+    return built
+
+
+def _check_loaders(table: TransitionTable, data_loaders: Sequence[Any]) -> None:
+    if isinstance(data_loaders, (str, bytes)) or not isinstance(data_loaders, Sequence):
+        msg = f"data_loaders must be a list with one loader per workflow entry, got {type(data_loaders).__name__}"
+        raise WorkflowError(msg)
+    if len(data_loaders) != len(table.workflow):
+        msg = (
+            f"got {len(data_loaders)} data loaders for a workflow of {len(table.workflow)} entries "
+            f"{list(table.workflow)!r}; give one loader per entry"
+        )
+        raise WorkflowError(msg)
+    for i, loader in enumerate(data_loaders):
+        if not isinstance(loader, Iterable):
+            msg = f"data_loaders[{i}] is not iterable: {loader!r}"
+            raise WorkflowError(msg)
+
+
+def run(
+    state: TrainState,
+    table: TransitionTable,
+    *,
+    data_loaders: Sequence[Any],
+    model: Any = None,
+    optimizer: Any = None,
+    hooks: Iterable[HookLike] = (),
+    work_dir: str | Path | None = None,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    batch_processor: Callable[..., Mapping[str, Any]] | None = None,
+    train_step: StepFn | None = None,
+    val_step: StepFn | None = None,
+    strict: bool = False,
+    logger: logging.Logger | None = None,
+    meta: dict[str, Any] | None = None,
+) -> TrainState:
+    """Run ``table`` from ``state`` and return the final state.
+
+    Args:
+        state: where to start; ``TrainState()`` for a new run.
+        table: from :func:`~fsm_trainer.compile_workflow`.
+        data_loaders: one iterable per workflow entry.
+        model: an mmcv-style model (``train_step``/``val_step``) or an ``nn.Module``.
+        optimizer: passed to ``train_step`` and reached by the optimizer hook.
+        hooks: :class:`~fsm_trainer.Hook` objects, or factories ``ctx -> Hook | [Hook]`` (the
+            shipped hooks in :mod:`fsm_trainer.hooks` are factories).
+        work_dir: where hooks write files; created if missing.
+        loss_fn: for a plain ``nn.Module`` fed ``(inputs, targets)`` batches.
+        batch_processor: mmcv's ``batch_processor(model, batch, train_mode)``.
+        train_step, val_step: explicit step functions ``batch -> outputs`` (override the above).
+        strict: raise instead of warn for hooks on points the table never reaches.
+        logger: where the hook order and logs go (default ``logging.getLogger("fsm_trainer")``).
+        meta: free-form run metadata kept in the context (config, seed...).
+
+    Raises:
+        WorkflowError: loaders do not match the workflow (before any data is touched).
+        HookError: a hook is invalid (before any data is touched).
+        TypeError: a step or a hook returns something other than documented.
+    """
+    _check_loaders(table, data_loaders)
+    if not isinstance(state, TrainState):
+        msg = f"state must be a TrainState, got {type(state).__name__}"
+        raise TypeError(msg)
+    wd = Path(work_dir) if work_dir is not None else None
+    ctx = RunContext(
+        table, data_loaders, model, optimizer, wd,
+        logger or logging.getLogger("fsm_trainer"), dict(meta or {}),
+    )
+    if train_step is None or val_step is None:
+        if model is None and batch_processor is None:
+            msg = "give a model (with train_step/val_step, or with loss_fn), batch_processor, or train_step= and val_step="
+            raise TypeError(msg)
+        made = make_steps(model, optimizer, loss_fn=loss_fn, batch_processor=batch_processor, by=table.by)
+        train_step = train_step or made[0]
+        val_step = val_step or made[1]
+    composed = compose_hooks(build_hooks(hooks, ctx), table, strict=strict)
+    if wd is not None:
+        wd.mkdir(parents=True, exist_ok=True)
+    ctx.logger.info("hooks will be executed in the following order:\n%s", composed)
+    loop = _EpochLoop if table.by == "epoch" else _IterLoop
+    return loop(table, composed, ctx, train_step, val_step).run(state)
+
+
+class _Loop:
+    def __init__(
+        self, table: TransitionTable, composed: ComposedHooks, ctx: RunContext,
+        train_step: StepFn, val_step: StepFn,
+    ) -> None:
+        self.table = table
+        self.composed = composed
+        self.ctx = ctx
+        self.fns = composed.fns
+        self.train_step = train_step
+        self.val_step = val_step
+        self.model = ctx.model if hasattr(ctx.model, "train") else None
+
+    def call(self, site: str, s: TrainState) -> TrainState:
+        fn = self.fns.get(site)
+        if fn is None:
+            return s
+        out = fn(s)
+        if out.__class__ is not _TS:
+            raise _bad_return(site, self.composed, out)
+        return out
+
+
+class _EpochLoop(_Loop):
+    def run(self, s: TrainState) -> TrainState:
+        table, loaders = self.table, self.ctx.data_loaders
+        s = self.call("before_run", s)
+        if not s.stop:
+            s = transition(table, s, "start")
+        while s.phase != END and not s.stop:
+            mode = table.workflow[s.phase][0]
+            if mode == "train":
+                s = self.train_epoch(s, loaders[s.phase])
+            else:
+                with torch.no_grad():
+                    s = self.val_epoch(s, loaders[s.phase])
+            if not s.stop:
+                s = transition(table, s, "done")
+        return self.call("after_run", s)
+
+    def train_epoch(self, s: TrainState, loader: Iterable[Any]) -> TrainState:
+        set_sampler_epoch(loader, s.epoch)
+        if self.model is not None:
+            self.model.train()
+        s = self.call("before_train_epoch", s)
+        if s.stop:
+            return s
+        bti, ati, step = self.fns["before_train_iter"], self.fns["after_train_iter"], self.train_step
+        it = s.iter
+        for i, batch in enumerate(loader):
+            if bti is not None:
+                s = bti(_TS(s.epoch, it, i, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
+                if s.__class__ is not _TS:
+                    raise _bad_return("before_train_iter", self.composed, s)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+            else:
+                s = _TS(s.epoch, it, i, "train", step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+            if ati is not None:
+                s = ati(s)
+                if s.__class__ is not _TS:
+                    raise _bad_return("after_train_iter", self.composed, s)
+            it = s.iter + 1
+            if s.stop:
+                return _TS(s.epoch, it, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+        s = _TS(s.epoch, it, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+        s = self.call("after_train_epoch", s)
+        return _TS(s.epoch + 1, s.iter, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+
+    def val_epoch(self, s: TrainState, loader: Iterable[Any]) -> TrainState:
+        if self.model is not None:
+            self.model.eval()
+        s = self.call("before_val_epoch", s)
+        if s.stop:
+            return s
+        bvi, avi, step = self.fns["before_val_iter"], self.fns["after_val_iter"], self.val_step
+        for i, batch in enumerate(loader):
+            if bvi is not None:
+                s = bvi(_TS(s.epoch, s.iter, i, "val", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
+                if s.__class__ is not _TS:
+                    raise _bad_return("before_val_iter", self.composed, s)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+            else:
+                s = _TS(s.epoch, s.iter, i, "val", step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+            if avi is not None:
+                s = avi(s)
+                if s.__class__ is not _TS:
+                    raise _bad_return("after_val_iter", self.composed, s)
+            if s.stop:
+                return s
+        return self.call("after_val_epoch", s)
+
+
+class _IterLoop(_Loop):
+    def run(self, s: TrainState) -> TrainState:
+        table = self.table
+        iter_loaders = [IterLoader(x) for x in self.ctx.data_loaders]
+        s = self.call("before_run", s)
+        if not s.stop:
+            s = self.call("before_epoch", s)
+        if not s.stop:
+            s = transition(table, s, "start")
+        while s.phase != END and not s.stop:
+            n = run_length(table, s)
+            if table.workflow[s.phase][0] == "train":
+                s = self.train_segment(s, iter_loaders[s.phase], n)
+            else:
+                with torch.no_grad():
+                    s = self.val_segment(s, iter_loaders[s.phase], n)
+            if not s.stop:
+                s = transition(table, s, "done")
+        s = self.call("after_epoch", s)
+        return self.call("after_run", s)
+
+    def train_segment(self, s: TrainState, loader: IterLoader, n: int) -> TrainState:
+        if self.model is not None:
+            self.model.train()
+        bti, ati, step = self.fns["before_train_iter"], self.fns["after_train_iter"], self.train_step
+        it, inner, d0 = s.iter, s.inner_iter, s.phase_done
+        for k in range(n):
+            epoch = loader.epoch
+            batch = next(loader)
+            if bti is not None:
+                s = bti(_TS(epoch, it, inner, "train", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
+                if s.__class__ is not _TS:
+                    raise _bad_return("before_train_iter", self.composed, s)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+            else:
+                s = _TS(epoch, it, inner, "train", step(batch), s.phase, d0 + k, s.stop, s.hook_states)
+            if ati is not None:
+                s = ati(s)
+                if s.__class__ is not _TS:
+                    raise _bad_return("after_train_iter", self.composed, s)
+            it, inner = s.iter + 1, s.inner_iter + 1
+            if s.stop:
+                break
+        return _TS(s.epoch, it, inner, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+
+    def val_segment(self, s: TrainState, loader: IterLoader, n: int) -> TrainState:
+        if self.model is not None:
+            self.model.eval()
+        bvi, avi, step = self.fns["before_val_iter"], self.fns["after_val_iter"], self.val_step
+        inner, d0 = s.inner_iter, s.phase_done
+        for k in range(n):
+            batch = next(loader)
+            if bvi is not None:
+                s = bvi(_TS(s.epoch, s.iter, inner, "val", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
+                if s.__class__ is not _TS:
+                    raise _bad_return("before_val_iter", self.composed, s)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+            else:
+                s = _TS(s.epoch, s.iter, inner, "val", step(batch), s.phase, d0 + k, s.stop, s.hook_states)
+            if avi is not None:
+                s = avi(s)
+                if s.__class__ is not _TS:
+                    raise _bad_return("after_val_iter", self.composed, s)
+            inner = s.inner_iter + 1
+            if s.stop:
+                break
+        return _TS(s.epoch, s.iter, inner, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+
+
+__all__ = ["HookFn", "HookLike", "run"]

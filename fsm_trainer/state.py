@@ -1,0 +1,70 @@
+"""The training state: a frozen record of plain data.
+
+A :class:`TrainState` says where a run is (counters, mode, position in the transition table),
+what the last step produced (``outputs``) and what hooks chose to keep (``hook_states``).
+Torch objects never live here: the model, optimizer and loaders are resources of the run,
+reached by effect hooks through their closures.
+
+Counter conventions are mmcv 1.7.2's (all 0-based):
+
+* ``epoch``: in an epoch-based run, the index of the running epoch, i.e. the number of train
+  epochs completed; in an iter-based run, the number of passes the train loader had completed
+  when the current iteration started.
+* ``iter``: the index of the current train iteration, i.e. the number completed before it.
+* ``inner_iter``: the batch index inside the current epoch (epoch-based) or inside the current
+  workflow segment (iter-based).
+* ``mode``: ``"train"`` or ``"val"`` while a phase runs, ``None`` before the first phase.
+* ``phase``, ``phase_done``: the workflow entry being run (``-1`` before the first) and how
+  many of its units (epochs or iterations) are complete in this visit.
+
+The constructor is positional-friendly and unvalidated because the loop builds one record per
+iteration; types are checked where data enters from outside (``fsm_trainer.serialize``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+@attrs.frozen(slots=True)
+class TrainState:
+    """Immutable progress of a run; every transition returns a new record.
+
+    >>> s = TrainState()
+    >>> s.epoch, s.iter, s.inner_iter, s.mode
+    (0, 0, 0, None)
+    >>> s.with_outputs({"loss": 1.0}).outputs
+    {'loss': 1.0}
+    """
+
+    epoch: int = 0
+    iter: int = 0
+    inner_iter: int = 0
+    mode: str | None = None
+    outputs: Mapping[str, Any] = attrs.field(default=_EMPTY)
+    phase: int = -1
+    phase_done: int = 0
+    stop: bool = False
+    hook_states: Mapping[str, Any] = attrs.field(default=_EMPTY)
+
+    def with_outputs(self, outputs: Mapping[str, Any]) -> TrainState:
+        """Return a copy whose ``outputs`` is ``outputs``."""
+        return TrainState(
+            self.epoch, self.iter, self.inner_iter, self.mode, outputs,
+            self.phase, self.phase_done, self.stop, self.hook_states,
+        )
+
+    def with_hook_state(self, name: str, value: Any) -> TrainState:
+        """Return a copy with ``hook_states[name] = value`` (the mapping is copied)."""
+        states = dict(self.hook_states)
+        states[name] = value
+        return attrs.evolve(self, hook_states=states)
+
+    def request_stop(self) -> TrainState:
+        """Return a copy asking the run to stop after the current hook point."""
+        return attrs.evolve(self, stop=True)

@@ -1,0 +1,89 @@
+"""Step functions: one batch in, an outputs dict out (the effectful edge of an iteration).
+
+The documented outputs are mmcv's: a ``dict`` with ``loss`` (a tensor, for the optimizer
+hook), ``log_vars`` (``{name: float}`` for the loggers) and ``num_samples`` (the weight of
+this batch in logged averages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+StepFn = Callable[[Any], Mapping[str, Any]]
+
+
+def _check_outputs(name: str, fn: StepFn) -> StepFn:
+    def checked(batch: Any) -> Mapping[str, Any]:
+        out = fn(batch)
+        if out.__class__ is not dict and not isinstance(out, Mapping):
+            msg = (
+                f"{name} must return a dict with 'loss', 'log_vars' and 'num_samples', "
+                f"got {type(out).__name__}: {out!r:.200}"
+            )
+            raise TypeError(msg)
+        return out
+
+    checked.__qualname__ = checked.__name__ = name
+    return checked
+
+
+def loss_fn_step(
+    model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor]
+) -> StepFn:
+    """A step for a plain module and batches ``(inputs, targets)``: ``loss_fn(model(x), y)``."""
+
+    def step(batch: Any) -> dict[str, Any]:
+        try:
+            x, y = batch
+        except (TypeError, ValueError):
+            msg = f"with loss_fn, a batch must be an (inputs, targets) pair, got {type(batch).__name__}"
+            raise TypeError(msg) from None
+        loss = loss_fn(model(x), y)
+        return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": len(x)}
+
+    return step
+
+
+def make_steps(
+    model: Any,
+    optimizer: Any,
+    *,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    batch_processor: Callable[..., Mapping[str, Any]] | None = None,
+    by: str = "epoch",
+) -> tuple[StepFn, StepFn]:
+    """Return ``(train_step, val_step)`` for ``model``.
+
+    In order of preference: ``batch_processor(model, batch, train_mode=...)`` (mmcv's
+    argument); the model's own ``train_step(batch, optimizer)``/``val_step(...)`` (mmcv-style
+    models; as in mmcv, the iter-based runner calls ``val_step(batch)`` without optimizer);
+    a plain module with ``loss_fn``. Each returned step checks it got a dict.
+
+    Raises:
+        TypeError: when none of the three applies.
+    """
+    if batch_processor is not None:
+        bp = batch_processor
+        train: StepFn = lambda b: bp(model, b, train_mode=True)  # noqa: E731
+        val: StepFn = lambda b: bp(model, b, train_mode=False)  # noqa: E731
+        names = ("batch_processor(train_mode=True)", "batch_processor(train_mode=False)")
+    elif hasattr(model, "train_step") and hasattr(model, "val_step"):
+        train = lambda b: model.train_step(b, optimizer)  # noqa: E731
+        val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else model.val_step  # noqa: E731
+        names = (f"{type(model).__name__}.train_step", f"{type(model).__name__}.val_step")
+    elif loss_fn is not None:
+        if not isinstance(model, torch.nn.Module):
+            msg = f"with loss_fn, model must be a torch.nn.Module, got {type(model).__name__}"
+            raise TypeError(msg)
+        train = val = loss_fn_step(model, loss_fn)
+        names = ("loss_fn step (train)", "loss_fn step (val)")
+    else:
+        msg = (
+            f"model {type(model).__name__} has no train_step/val_step; give loss_fn= "
+            "(a plain nn.Module and (inputs, targets) batches) or batch_processor="
+        )
+        raise TypeError(msg)
+    return _check_outputs(names[0], train), _check_outputs(names[1], val)
