@@ -53,6 +53,16 @@ class LogBuffer:
                 hist.append(v)
                 self.counts[key].append(count)
 
+    def update_one(self, key: str, value: float, count: float = 1) -> None:
+        """Append one value (the per-iteration fast path of :meth:`update`)."""
+        hist = self.values.get(key)
+        if hist is None:
+            self.values[key] = [value]
+            self.counts[key] = [count]
+        else:
+            hist.append(value)
+            self.counts[key].append(count)
+
     def average(self, n: int = 0) -> None:
         """Average the latest ``n`` entries of every key (all of them when ``n == 0``)."""
         if n < 0:

@@ -46,24 +46,15 @@ import torch
 from fsm_trainer.context import RunContext
 from fsm_trainer.data import IterLoader, set_sampler_epoch
 from fsm_trainer.errors import HookError, WorkflowError
-from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks
+from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks, reachable_only
 from fsm_trainer.priority import Priority
-from fsm_trainer.state import TrainState
-from fsm_trainer.step import StepFn, make_steps
-from fsm_trainer.transitions import END, TransitionTable, run_length, transition
+from fsm_trainer.state import TrainState, make_state
+from fsm_trainer.step import StepFn, bad_outputs, make_steps
+from fsm_trainer.transitions import END, START, TransitionTable, run_length, transition
 
 HookLike = Hook | Callable[[RunContext], "Hook | Sequence[Hook]"]
 
-_TS = TrainState
-
-
-def _bad_return(site: str, composed: ComposedHooks, got: object) -> TypeError:
-    names = ", ".join(h.name for h in composed.order[site])
-    msg = (
-        f"a hook at {site!r} returned {type(got).__name__} instead of a TrainState "
-        f"(hooks there, in order: {names}); a hook function must return its state"
-    )
-    return TypeError(msg)
+_TS = make_state
 
 
 def _log_vars_hook(ctx: RunContext) -> Hook:
@@ -76,7 +67,10 @@ def _log_vars_hook(ctx: RunContext) -> Hook:
             buf.update(log_vars, out.get("num_samples", 1))
         return s
 
-    return Hook("LogVarsCollector", Priority.HIGHEST, {"after_train_iter": collect, "after_val_iter": collect})
+    on = {"after_train_iter": collect}
+    if ctx.table.by == "epoch":  # iter-based val averages are kept apart by the loggers
+        on["after_val_iter"] = collect
+    return Hook("LogVarsCollector", Priority.HIGHEST, reachable_only(on, ctx.table))
 
 
 def build_hooks(hooks: Iterable[HookLike], ctx: RunContext) -> list[Hook]:
@@ -198,17 +192,14 @@ class _Loop:
         fn = self.fns.get(site)
         if fn is None:
             return s
-        out = fn(s)
-        if out.__class__ is not _TS:
-            raise _bad_return(site, self.composed, out)
-        return out
+        return fn(s)
 
 
 class _EpochLoop(_Loop):
     def run(self, s: TrainState) -> TrainState:
         table, loaders = self.table, self.ctx.data_loaders
         s = self.call("before_run", s)
-        if not s.stop:
+        if s.phase == START and not s.stop:
             s = transition(table, s, "start")
         while s.phase != END and not s.stop:
             mode = table.workflow[s.phase][0]
@@ -233,15 +224,17 @@ class _EpochLoop(_Loop):
         for i, batch in enumerate(loader):
             if bti is not None:
                 s = bti(_TS(s.epoch, it, i, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
-                if s.__class__ is not _TS:
-                    raise _bad_return("before_train_iter", self.composed, s)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
             else:
-                s = _TS(s.epoch, it, i, "train", step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, it, i, "train", out, s.phase, s.phase_done, s.stop, s.hook_states)
             if ati is not None:
                 s = ati(s)
-                if s.__class__ is not _TS:
-                    raise _bad_return("after_train_iter", self.composed, s)
             it = s.iter + 1
             if s.stop:
                 return _TS(s.epoch, it, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
@@ -259,15 +252,17 @@ class _EpochLoop(_Loop):
         for i, batch in enumerate(loader):
             if bvi is not None:
                 s = bvi(_TS(s.epoch, s.iter, i, "val", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
-                if s.__class__ is not _TS:
-                    raise _bad_return("before_val_iter", self.composed, s)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
             else:
-                s = _TS(s.epoch, s.iter, i, "val", step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, s.iter, i, "val", out, s.phase, s.phase_done, s.stop, s.hook_states)
             if avi is not None:
                 s = avi(s)
-                if s.__class__ is not _TS:
-                    raise _bad_return("after_val_iter", self.composed, s)
             if s.stop:
                 return s
         return self.call("after_val_epoch", s)
@@ -276,11 +271,15 @@ class _EpochLoop(_Loop):
 class _IterLoop(_Loop):
     def run(self, s: TrainState) -> TrainState:
         table = self.table
-        iter_loaders = [IterLoader(x) for x in self.ctx.data_loaders]
+        # A resumed run's train loaders start at the pass the state had reached.
+        iter_loaders = [
+            IterLoader(x, s.epoch if mode == "train" else 0)
+            for x, (mode, _) in zip(self.ctx.data_loaders, table.workflow, strict=True)
+        ]
         s = self.call("before_run", s)
         if not s.stop:
             s = self.call("before_epoch", s)
-        if not s.stop:
+        if s.phase == START and not s.stop:
             s = transition(table, s, "start")
         while s.phase != END and not s.stop:
             n = run_length(table, s)
@@ -304,15 +303,17 @@ class _IterLoop(_Loop):
             batch = next(loader)
             if bti is not None:
                 s = bti(_TS(epoch, it, inner, "train", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
-                if s.__class__ is not _TS:
-                    raise _bad_return("before_train_iter", self.composed, s)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
             else:
-                s = _TS(epoch, it, inner, "train", step(batch), s.phase, d0 + k, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(epoch, it, inner, "train", out, s.phase, d0 + k, s.stop, s.hook_states)
             if ati is not None:
                 s = ati(s)
-                if s.__class__ is not _TS:
-                    raise _bad_return("after_train_iter", self.composed, s)
             it, inner = s.iter + 1, s.inner_iter + 1
             if s.stop:
                 break
@@ -327,15 +328,17 @@ class _IterLoop(_Loop):
             batch = next(loader)
             if bvi is not None:
                 s = bvi(_TS(s.epoch, s.iter, inner, "val", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
-                if s.__class__ is not _TS:
-                    raise _bad_return("before_val_iter", self.composed, s)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, step(batch), s.phase, s.phase_done, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
             else:
-                s = _TS(s.epoch, s.iter, inner, "val", step(batch), s.phase, d0 + k, s.stop, s.hook_states)
+                out = step(batch)
+                if out.__class__ is not dict:
+                    out = bad_outputs(step, out)
+                s = _TS(s.epoch, s.iter, inner, "val", out, s.phase, d0 + k, s.stop, s.hook_states)
             if avi is not None:
                 s = avi(s)
-                if s.__class__ is not _TS:
-                    raise _bad_return("after_val_iter", self.composed, s)
             inner = s.inner_iter + 1
             if s.stop:
                 break

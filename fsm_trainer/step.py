@@ -15,19 +15,24 @@ import torch
 StepFn = Callable[[Any], Mapping[str, Any]]
 
 
-def _check_outputs(name: str, fn: StepFn) -> StepFn:
-    def checked(batch: Any) -> Mapping[str, Any]:
-        out = fn(batch)
-        if out.__class__ is not dict and not isinstance(out, Mapping):
-            msg = (
-                f"{name} must return a dict with 'loss', 'log_vars' and 'num_samples', "
-                f"got {type(out).__name__}: {out!r:.200}"
-            )
-            raise TypeError(msg)
-        return out
+def bad_outputs(step: Any, out: Any) -> Mapping[str, Any]:
+    """Return ``out`` if it is a mapping, else raise a TypeError naming ``step``.
 
-    checked.__qualname__ = checked.__name__ = name
-    return checked
+    The runner calls it only when a step returned something other than a plain ``dict``.
+    """
+    if isinstance(out, Mapping):
+        return out
+    name = getattr(step, "__qualname__", None) or repr(step)
+    msg = (
+        f"step function {name} must return a dict with 'loss', 'log_vars' and 'num_samples', "
+        f"got {type(out).__name__}: {out!r:.200}"
+    )
+    raise TypeError(msg)
+
+
+def _named(name: str, fn: StepFn) -> StepFn:
+    fn.__qualname__ = fn.__name__ = name
+    return fn
 
 
 def loss_fn_step(
@@ -60,7 +65,7 @@ def make_steps(
     In order of preference: ``batch_processor(model, batch, train_mode=...)`` (mmcv's
     argument); the model's own ``train_step(batch, optimizer)``/``val_step(...)`` (mmcv-style
     models; as in mmcv, the iter-based runner calls ``val_step(batch)`` without optimizer);
-    a plain module with ``loss_fn``. Each returned step checks it got a dict.
+    a plain module with ``loss_fn``.
 
     Raises:
         TypeError: when none of the three applies.
@@ -72,13 +77,13 @@ def make_steps(
         names = ("batch_processor(train_mode=True)", "batch_processor(train_mode=False)")
     elif hasattr(model, "train_step") and hasattr(model, "val_step"):
         train = lambda b: model.train_step(b, optimizer)  # noqa: E731
-        val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else model.val_step  # noqa: E731
+        val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else (lambda b: model.val_step(b))  # noqa: E731
         names = (f"{type(model).__name__}.train_step", f"{type(model).__name__}.val_step")
     elif loss_fn is not None:
         if not isinstance(model, torch.nn.Module):
             msg = f"with loss_fn, model must be a torch.nn.Module, got {type(model).__name__}"
             raise TypeError(msg)
-        train = val = loss_fn_step(model, loss_fn)
+        train, val = loss_fn_step(model, loss_fn), loss_fn_step(model, loss_fn)
         names = ("loss_fn step (train)", "loss_fn step (val)")
     else:
         msg = (
@@ -86,4 +91,4 @@ def make_steps(
             "(a plain nn.Module and (inputs, targets) batches) or batch_processor="
         )
         raise TypeError(msg)
-    return _check_outputs(names[0], train), _check_outputs(names[1], val)
+    return _named(names[0], train), _named(names[1], val)

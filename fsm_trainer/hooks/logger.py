@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.hook import Hook, HookFn
+from fsm_trainer.hook import Hook, HookFn, reachable_only
 from fsm_trainer.logbuffer import LogBuffer
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -209,7 +209,7 @@ def text_logger_hook(
             on.update(after_train_epoch=after_train_epoch, after_val_epoch=after_val_epoch)
         elif iter_val:
             on.update(after_val_iter=collect_val, before_train_iter=flush_val, after_epoch=_chain(flush_val, on.get("after_epoch")))
-        return Hook(name, priority, on)
+        return Hook(name, priority, reachable_only(on, ctx.table))
 
     return factory
 

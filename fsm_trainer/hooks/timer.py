@@ -6,7 +6,7 @@ from collections.abc import Callable
 from time import perf_counter
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.hook import Hook
+from fsm_trainer.hook import Hook, reachable_only
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
 
@@ -21,7 +21,7 @@ def iter_timer_hook(
     """
 
     def factory(ctx: RunContext) -> Hook:
-        buf = ctx.log_buffer
+        update = ctx.log_buffer.update_one
         t = [perf_counter()]
 
         def start(s: TrainState) -> TrainState:
@@ -29,19 +29,19 @@ def iter_timer_hook(
             return s
 
         def before_iter(s: TrainState) -> TrainState:
-            buf.update({"data_time": perf_counter() - t[0]})
+            update("data_time", perf_counter() - t[0])
             return s
 
         def after_iter(s: TrainState) -> TrainState:
             now = perf_counter()
-            buf.update({"time": now - t[0]})
+            update("time", now - t[0])
             t[0] = now
             return s
 
-        return Hook(name, priority, {
+        return Hook(name, priority, reachable_only({
             "before_epoch": start,
             "before_train_iter": before_iter, "before_val_iter": before_iter,
             "after_train_iter": after_iter, "after_val_iter": after_iter,
-        })
+        }, ctx.table))
 
     return factory
