@@ -35,7 +35,8 @@ class _NoLoss:
 
 
 class _NoOptimizer:
-    param_groups = [{"lr": 0.1}]
+    def __init__(self) -> None:
+        self.param_groups = [{"lr": 0.1}]
 
     def zero_grad(self) -> None:
         pass
@@ -112,7 +113,7 @@ def main() -> None:
 
     for label, step, optimizer in (("noop", noop_step, noop_opt), ("mlp", mlp_step, opt)):
         times: dict[str, list[float]] = {k: [] for k in variants}
-        for name, fn in variants.items():  # warm-up
+        for fn in variants.values():  # warm-up
             fn(step, optimizer)
         for _ in range(args.rounds):
             for name, fn in variants.items():

@@ -80,7 +80,7 @@ def _make_positional_constructor() -> Any:
     env.update({f"_set_{n}": TrainState.__dict__[n].__set__ for n in names})
     body = "".join(f"    _set_{n}(s, {n})\n" for n in names)
     src = f"def make_state({', '.join(names)}):\n    s = _new(_cls)\n{body}    return s\n"
-    exec(src, env)  # noqa: S102 - generated from the field names above, no outside input
+    exec(src, env)
     return env["make_state"]
 
 

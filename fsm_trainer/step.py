@@ -77,7 +77,7 @@ def make_steps(
         names = ("batch_processor(train_mode=True)", "batch_processor(train_mode=False)")
     elif hasattr(model, "train_step") and hasattr(model, "val_step"):
         train = lambda b: model.train_step(b, optimizer)  # noqa: E731
-        val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else (lambda b: model.val_step(b))  # noqa: E731
+        val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else (lambda b: model.val_step(b))
         names = (f"{type(model).__name__}.train_step", f"{type(model).__name__}.val_step")
     elif loss_fn is not None:
         if not isinstance(model, torch.nn.Module):

@@ -256,7 +256,9 @@ def compile_workflow(
             return [((*guard, go_on), j), *enter(j + 1, (*guard, finished))]
         return [(guard, j)]  # rule 3: val always runs
 
-    def rows_for(source: int, event: Event, alts: list[tuple[tuple[Condition, ...], int]], repeat: Row | None = None) -> list[Row]:
+    def rows_for(
+        source: int, event: Event, alts: list[tuple[tuple[Condition, ...], int]], repeat: Row | None = None
+    ) -> list[Row]:
         rows: list[Row] = [] if repeat is None else [repeat]
         for guard, target in alts:
             if not _consistent(guard):

@@ -42,7 +42,7 @@ def test_bad_priorities_are_rejected(bad):
 
 def test_unknown_point_is_rejected():
     """A hook on a point mmcv does not have raises HookError listing the allowed points."""
-    with pytest.raises(HookError, match="unknown hook point 'after_step'.*before_run"):
+    with pytest.raises(HookError, match=r"unknown hook point 'after_step'.*before_run"):
         Hook("h", "NORMAL", {"after_step": lambda s: s})
 
 
@@ -117,7 +117,10 @@ def test_hook_returning_none_is_named():
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=6))
 def test_compiled_stage_equals_toolz_compose_left(incs):
     """A compiled stage computes the same state as toolz.compose_left over the same functions."""
-    fns = tuple((lambda k: lambda s: attrs.evolve(s, iter=s.iter * 2 + k))(k) for k in incs)
+    def affine(k):
+        return lambda s: attrs.evolve(s, iter=s.iter * 2 + k)
+
+    fns = tuple(affine(k) for k in incs)
     hooks = tuple(Hook(f"h{i}") for i in range(len(fns)))
     s = TrainState(iter=1)
     assert compile_stage("after_run", hooks, fns)(s) == toolz.compose_left(*fns)(s) == compose(*fns)(s)

@@ -52,7 +52,7 @@ def test_golden_file_covers_both_runners():
 @pytest.mark.parametrize("sc", GOLDEN, ids=[_id(sc) for sc in GOLDEN])
 def test_trace_equals_mmcv(sc):
     """Every hook point, in order, sees mmcv's mode, epoch, iter and inner_iter."""
-    ours, loaders, final = _run(sc)
+    ours, loaders, _ = _run(sc)
     gold = [tuple(x) for x in sc["trace"]]
     assert len(ours) == len(gold)
     for k, (a, b) in enumerate(zip(ours, gold, strict=True)):

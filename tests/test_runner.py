@@ -167,7 +167,8 @@ class Exploding:
         return 1
 
     def __iter__(self):
-        raise AssertionError("data was touched")
+        msg = "data was touched"
+        raise AssertionError(msg)
 
 
 @pytest.mark.parametrize(("loaders", "match"), [
@@ -251,7 +252,8 @@ def test_logged_average_is_weighted_by_num_samples(caplog):
 
 def test_iter_run_logs_val_apart(caplog):
     """In an iter-based run, val iterations are averaged apart and logged as Iter(val) lines."""
-    outs = {"train": {"log_vars": {"loss": 1.0}, "num_samples": 1}, "val": {"log_vars": {"loss": 9.0}, "num_samples": 1}}
+    outs = {"train": {"log_vars": {"loss": 1.0}, "num_samples": 1},
+            "val": {"log_vars": {"loss": 9.0}, "num_samples": 1}}
     with caplog.at_level(logging.INFO, logger="fsm_trainer"):
         run(TrainState(), compile_workflow([("train", 2), ("val", 1)], max_iters=4), data_loaders=[[0], [0]],
             train_step=lambda b: outs["train"], val_step=lambda b: outs["val"], hooks=[text_logger_hook(2)])
