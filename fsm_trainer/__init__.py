@@ -20,6 +20,14 @@ from fsm_trainer.transitions import transition as transition
 __version__ = "0.1.0"
 
 
+_CHECKPOINT_API = {
+    "load_checkpoint": "fsm_trainer.checkpoint", "load_weights": "fsm_trainer.checkpoint",
+    "save_checkpoint": "fsm_trainer.checkpoint", "CheckpointError": "fsm_trainer.checkpoint",
+    "ResumableSampler": "fsm_trainer.sampler",
+    "resumable_loader": "fsm_trainer.sampler",
+}
+
+
 def __getattr__(name: str) -> object:
     # ``run`` and the context import torch; keep ``import fsm_trainer`` torch-free for the pure core.
     if name == "run":
@@ -30,12 +38,17 @@ def __getattr__(name: str) -> object:
         from fsm_trainer.context import RunContext
 
         return RunContext
+    if name in _CHECKPOINT_API:
+        import importlib
+
+        return getattr(importlib.import_module(_CHECKPOINT_API[name]), name)
     msg = f"module 'fsm_trainer' has no attribute {name!r}"
     raise AttributeError(msg)
 
 
 __all__ = [
-    "END", "POINTS", "START", "FsmTrainerError", "Hook", "HookError", "NoTransition", "Priority",
+    "END", "POINTS", "START", "CheckpointError", "FsmTrainerError", "Hook", "HookError", "NoTransition", "Priority",
     "RunContext", "TrainState", "TransitionTable", "UnreachableHookWarning", "WorkflowError",
-    "__version__", "compile_workflow", "compose_hooks", "run", "run_length", "transition",
+    "__version__", "compile_workflow", "compose_hooks", "load_checkpoint", "load_weights", "resumable_loader",
+    "ResumableSampler", "run", "save_checkpoint", "run_length", "transition",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,16 @@ class RunContext:
     timestamp: str = attrs.field(factory=lambda: time.strftime("%Y%m%d_%H%M%S"))
     _log_buffer: LogBuffer | None = None
     loggers: list[str] = attrs.field(factory=list)
+    hooks: tuple[Any, ...] = ()
+    """Every hook of the run, in call order (set once the hooks are composed)."""
+    iter_loaders: list[Any] | None = None
+    """The cycling loaders of an iter-based run; their ``(epoch, index)`` is the data position."""
+    checkpoint_dirs: list[Path] = attrs.field(factory=list)
+    """Where checkpoint hooks write; ``resume="auto"`` looks there first."""
+    resumed_from: Path | None = None
+    """The checkpoint this run resumed from, if any."""
+    on_exit: list[Callable[[], None]] = attrs.field(factory=list)
+    """Called (last added first) when the run ends, also when it raises."""
 
     @property
     def log_buffer(self) -> LogBuffer:

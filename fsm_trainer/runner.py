@@ -32,6 +32,15 @@ Iter-based table (``unit`` = one iteration, loaders cycle endlessly)::
 
 A hook that sets ``stop`` ends the run after the current hook point: the remaining points of
 that iteration or epoch are skipped, then ``after_epoch`` (iter-based) and ``after_run`` run.
+
+Resuming (``resume=``, see :mod:`fsm_trainer.checkpoint` and ``docs/checkpoints.md``): the model
+and optimizer are loaded before the run starts; ``before_run`` (and ``before_epoch``,
+iter-based) run as in any run; then the hooks' ``load_state_dict`` are called, the RNG states
+are restored and the loop continues at the saved position. An epoch-based state in a train
+entry with ``inner_iter = k > 0`` means "k batches of this epoch are done": the epoch goes on at
+batch ``k`` (through the loader's resumable sampler, in O(1)) without calling
+``before_train_epoch`` again, so the resumed run calls exactly the hook points the original
+run would have called after the save.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from typing import Any
 import torch
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.data import IterLoader, set_sampler_epoch
+from fsm_trainer.data import IterLoader, set_data_position, set_sampler_epoch, skip_batches
 from fsm_trainer.errors import HookError, WorkflowError
 from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks, reachable_only
 from fsm_trainer.priority import Priority
@@ -127,6 +136,8 @@ def run(
     strict: bool = False,
     logger: logging.Logger | None = None,
     meta: dict[str, Any] | None = None,
+    resume: str | Path | None = None,
+    resume_strict: bool = True,
 ) -> TrainState:
     """Run ``table`` from ``state`` and return the final state.
 
@@ -145,11 +156,18 @@ def run(
         strict: raise instead of warn for hooks on points the table never reaches.
         logger: where the hook order and logs go (default ``logging.getLogger("fsm_trainer")``).
         meta: free-form run metadata kept in the context (config, seed...).
+        resume: ``"auto"`` (the newest valid checkpoint in the checkpoint hook's directory or
+            ``work_dir``; a new run from ``state`` if there is none), or the path of a
+            checkpoint, of a directory of checkpoints, or of a ``latest`` file. The
+            checkpoint's state replaces ``state``.
+        resume_strict: refuse a checkpoint whose model keys or shapes differ from ``model``.
 
     Raises:
         WorkflowError: loaders do not match the workflow (before any data is touched).
         HookError: a hook is invalid (before any data is touched).
         TypeError: a step or a hook returns something other than documented.
+        fsm_trainer.checkpoint.CheckpointError: ``resume`` names a missing or invalid
+            checkpoint, or one of another workflow or model (before any data is touched).
     """
     _check_loaders(table, data_loaders)
     if not isinstance(state, TrainState):
@@ -168,18 +186,31 @@ def run(
         train_step = train_step or made[0]
         val_step = val_step or made[1]
     composed = compose_hooks(build_hooks(hooks, ctx), table, strict=strict)
+    ctx.hooks = composed.hooks
+    restorer = None
+    if resume is not None:
+        from fsm_trainer.checkpoint import Restorer
+
+        restorer = Restorer.find(resume, ctx, strict=resume_strict)
+        if restorer is not None:
+            state = restorer.ckpt.state
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     ctx.logger.info("hooks will be executed in the following order:\n%s", composed)
     loop = _EpochLoop if table.by == "epoch" else _IterLoop
-    return loop(table, composed, ctx, train_step, val_step).run(state)
+    try:
+        return loop(table, composed, ctx, train_step, val_step, restorer).run(state)
+    finally:
+        for fn in reversed(ctx.on_exit):
+            fn()
 
 
 class _Loop:
     def __init__(
         self, table: TransitionTable, composed: ComposedHooks, ctx: RunContext,
-        train_step: StepFn, val_step: StepFn,
+        train_step: StepFn, val_step: StepFn, restorer: Any = None,
     ) -> None:
+        self.restorer = restorer
         self.table = table
         self.composed = composed
         self.ctx = ctx
@@ -194,17 +225,32 @@ class _Loop:
             return s
         return fn(s)
 
+    def restore_hooks(self) -> None:
+        if self.restorer is not None:
+            self.restorer.load_hooks()
+
+    def restore_rng(self) -> None:
+        if self.restorer is not None:
+            self.restorer.load_rng()
+            self.restorer = None
+
 
 class _EpochLoop(_Loop):
     def run(self, s: TrainState) -> TrainState:
         table, loaders = self.table, self.ctx.data_loaders
         s = self.call("before_run", s)
+        self.restore_hooks()
+        # A train state with inner_iter = k > 0 is a mid-epoch position: k batches are done.
+        start = s.inner_iter if s.phase >= 0 and table.workflow[s.phase][0] == "train" else 0
+        if not start:
+            self.restore_rng()
         if s.phase == START and not s.stop:
             s = transition(table, s, "start")
         while s.phase != END and not s.stop:
             mode = table.workflow[s.phase][0]
             if mode == "train":
-                s = self.train_epoch(s, loaders[s.phase])
+                s = self.train_epoch(s, loaders[s.phase], start)
+                start = 0
             else:
                 with torch.no_grad():
                     s = self.val_epoch(s, loaders[s.phase])
@@ -212,16 +258,25 @@ class _EpochLoop(_Loop):
                 s = transition(table, s, "done")
         return self.call("after_run", s)
 
-    def train_epoch(self, s: TrainState, loader: Iterable[Any]) -> TrainState:
-        set_sampler_epoch(loader, s.epoch)
+    def train_epoch(self, s: TrainState, loader: Iterable[Any], start: int = 0) -> TrainState:
+        seekable = set_data_position(loader, s.epoch, start) if start else set_sampler_epoch(loader, s.epoch)
         if self.model is not None:
             self.model.train()
-        s = self.call("before_train_epoch", s)
-        if s.stop:
-            return s
+        if start:  # resuming inside the epoch: before_train_epoch already ran before the save
+            s = _TS(s.epoch, s.iter, start - 1, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+        else:
+            s = self.call("before_train_epoch", s)
+            if s.stop:
+                return s
         bti, ati, step = self.fns["before_train_iter"], self.fns["after_train_iter"], self.train_step
         it = s.iter
-        for i, batch in enumerate(loader):
+        batches = iter(loader)
+        if start:
+            if not seekable:
+                skip_batches(batches, start, loader, self.ctx.logger)
+            # After iter(): a DataLoader without generator= draws its worker seed from the global RNG.
+            self.restore_rng()
+        for i, batch in enumerate(batches, start):
             if bti is not None:
                 s = bti(_TS(s.epoch, it, i, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
                 out = step(batch)
@@ -271,14 +326,20 @@ class _EpochLoop(_Loop):
 class _IterLoop(_Loop):
     def run(self, s: TrainState) -> TrainState:
         table = self.table
-        # A resumed run's train loaders start at the pass the state had reached.
-        iter_loaders = [
-            IterLoader(x, s.epoch if mode == "train" else 0)
-            for x, (mode, _) in zip(self.ctx.data_loaders, table.workflow, strict=True)
-        ]
+        positions = self.restorer.iter_positions() if self.restorer is not None else None
+        if positions is not None:  # resuming: every loader continues where it was
+            iter_loaders = [IterLoader.at(x, e, i, self.ctx.logger) for x, (e, i) in zip(self.ctx.data_loaders, positions, strict=True)]
+        else:  # a state given without loader positions: train loaders start at the state's pass
+            iter_loaders = [
+                IterLoader(x, s.epoch if mode == "train" else 0)
+                for x, (mode, _) in zip(self.ctx.data_loaders, table.workflow, strict=True)
+            ]
+        self.ctx.iter_loaders = iter_loaders
         s = self.call("before_run", s)
         if not s.stop:
             s = self.call("before_epoch", s)
+        self.restore_hooks()
+        self.restore_rng()
         if s.phase == START and not s.stop:
             s = transition(table, s, "start")
         while s.phase != END and not s.stop:

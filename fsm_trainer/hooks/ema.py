@@ -99,7 +99,12 @@ def ema_hook(
 
         def before_run(s: TrainState) -> TrainState:
             if resume_from is not None:
-                ckpt = torch.load(resume_from, map_location="cpu", weights_only=False)
+                from fsm_trainer.checkpoint import _numpy_globals
+
+                # Never unpickle arbitrary objects: mmcv checkpoints hold tensors and, in
+                # 'meta', NumPy scalars, which weights_only loading allows when listed.
+                with torch.serialization.safe_globals(_numpy_globals()):
+                    ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
                 sd = ckpt.get("state_dict", ckpt)
                 missing = [mmcv_buffer_name(n) for n in names if mmcv_buffer_name(n) not in sd]
                 if missing:

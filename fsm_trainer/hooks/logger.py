@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.hook import Hook, HookFn, reachable_only
-from fsm_trainer.logbuffer import LogBuffer
+from fsm_trainer.hook import Hook
+from fsm_trainer.hooks.logger_base import LogRecord, LogWriter, logger_hook, writer
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
 
@@ -57,13 +57,27 @@ def format_line(log: Mapping[str, Any], *, by_epoch: bool, loader_len: int | Non
 
 
 def _round(v: Any) -> Any:
+    # mmcv's _round_float: floats and lists of floats to 5 digits; dicts (per-optimizer lr) as they are.
     if isinstance(v, float):
         return round(v, 5)
     if isinstance(v, list):
         return [_round(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _round(x) for k, x in v.items()}
     return v
+
+
+def json_record(record: LogRecord, lr: Any, memory: int | None) -> dict[str, Any]:
+    """The ``.log.json`` object of a record, in mmcv's key order: mode, epoch, iter, lr, memory, values.
+
+    >>> json_record(LogRecord("train", 1, 10, 10, {"time": 0.123456789, "loss": 0.5}), 0.01, None)
+    {'mode': 'train', 'epoch': 1, 'iter': 10, 'lr': 0.01, 'time': 0.12346, 'loss': 0.5}
+    """
+    log: dict[str, Any] = {"mode": record.mode, "epoch": record.epoch, "iter": record.iter}
+    if lr is not None:
+        log["lr"] = lr
+    if memory is not None and "time" in record.values:
+        log["memory"] = memory
+    log.update(record.values)
+    return {k: _round(v) for k, v in log.items()}
 
 
 def text_logger_hook(
@@ -72,6 +86,7 @@ def text_logger_hook(
     ignore_last: bool = True,
     reset_flag: bool = False,
     by_epoch: bool | None = None,
+    interval_exp_name: int = 1000,
     name: str = "TextLoggerHook",
     priority: int | str = Priority.VERY_LOW,
 ) -> Callable[[RunContext], Hook]:
@@ -79,150 +94,87 @@ def text_logger_hook(
 
     Every ``interval`` train iterations (counted inside the epoch when ``by_epoch``, else over
     the run) it averages the buffered values, weighted by ``num_samples``, and logs a line
-    with lr, eta, time, data_time and the averaged ``log_vars``; after each val epoch it logs
-    the epoch's averages. Lines go to the run's logger and, with a ``work_dir``, to
-    ``<timestamp>.log``; records go to ``<timestamp>.log.json`` (mmcv's layout).
+    with lr, eta, time, data_time, memory (CUDA) and the averaged ``log_vars``; after each val
+    epoch it logs the epoch's averages, and after an evaluation the eval hook's metrics. Lines
+    go to the run's logger and, with a ``work_dir``, to ``<timestamp>.log``; records go to
+    ``<timestamp>.log.json`` in mmcv's layout (first line: the run's ``meta``, if any; then one
+    object per record with ``mode, epoch, iter, lr, [memory,] <values>``, floats rounded to 5
+    digits), so mmcv's log-analysis scripts read it. When ``meta`` has an ``exp_name``, it is
+    logged every ``interval_exp_name`` iterations and at the end of each epoch, as mmcv does.
 
     Args:
         interval: log every this many iterations (> 0).
         ignore_last: skip the last iterations of an epoch that do not fill an interval.
         reset_flag: clear the averages after logging (always done by the last logger).
         by_epoch: count ``interval`` inside epochs; defaults to the table's kind.
+        interval_exp_name: see above.
 
-    Differences from mmcv: in an iter-based run, val iterations are averaged apart from train
-    ones and logged as ``Iter(val) [<completed train iterations>]`` when each val segment ends
-    (mmcv mixes them into the next train line).
+    The shared rules (when to average, what a record is, iter-based val) are in
+    :mod:`fsm_trainer.hooks.logger_base`.
     """
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
-        msg = f"interval must be a positive int, got {interval!r}"
-        raise ValueError(msg)
 
-    def factory(ctx: RunContext) -> Hook:
-        buf = ctx.log_buffer
-        per_epoch = ctx.table.by == "epoch" if by_epoch is None else by_epoch
-        index = ctx.register_logger(name)
-        iter_val = ctx.table.by == "iter" and "val" in ctx.table.reachable_modes()
-        val_buf = LogBuffer()
+    def make_writer(ctx: RunContext, per_epoch: bool) -> LogWriter:
         files: dict[str, IO[str]] = {}
         start_iter = [0]
         time_total = [0.0]
+        cuda = _cuda_available()
+        exp_name = ctx.meta.get("exp_name")
 
-        def is_last_logger() -> bool:
-            return reset_flag or index == len(ctx.loggers) - 1
+        def open_files(s: TrainState) -> None:
+            start_iter[0] = s.iter
+            if ctx.work_dir is not None:
+                ctx.work_dir.mkdir(parents=True, exist_ok=True)
+                files["log"] = open(ctx.work_dir / f"{ctx.timestamp}.log", "a", encoding="utf-8")  # noqa: SIM115
+                files["json"] = open(ctx.work_dir / f"{ctx.timestamp}.log.json", "a", encoding="utf-8")  # noqa: SIM115
+                if ctx.meta:
+                    files["json"].write(json.dumps({k: _round(v) for k, v in ctx.meta.items()}, default=str) + "\n")
+                    files["json"].flush()
 
-        def emit(s: TrainState, mode: str, out: Mapping[str, Any], it: int) -> None:
-            log: dict[str, Any] = {"mode": mode, "epoch": s.epoch + 1 if mode == "train" else s.epoch, "iter": it}
+        def close_files() -> None:
+            for f in files.values():
+                f.close()
+            files.clear()
+
+        def write(s: TrainState, record: LogRecord) -> None:
+            if exp_name is not None and (
+                (s.iter + 1) % interval_exp_name == 0
+                or (per_epoch and s.inner_iter + 1 == ctx.loader_len(s.phase))
+            ):
+                ctx.logger.info("Exp name: %s", exp_name)
             lr = ctx.current_lr()
-            if isinstance(lr, dict):
-                log["lr"] = {k: v[0] for k, v in lr.items() if v}
-            elif lr:
-                log["lr"] = lr[0]
+            first_lr = {k: v[0] for k, v in lr.items() if v} if isinstance(lr, dict) else (lr[0] if lr else None)
+            memory = _max_memory_mb() if cuda and "time" in record.values else None
+            log = json_record(record, first_lr, memory)
             eta = None
-            if mode == "train" and "time" in out:
-                time_total[0] += out["time"] * interval
+            if record.mode == "train" and "time" in record.values:
+                time_total[0] += record.values["time"] * interval
                 max_iters = ctx.max_iters
                 if max_iters is not None:
                     avg = time_total[0] / (s.iter - start_iter[0] + 1)
                     eta = str(datetime.timedelta(seconds=int(avg * (max_iters - s.iter - 1))))
-                mem = _max_memory_mb()
-                if mem is not None:
-                    log["memory"] = mem
-            log.update(out)
-            line = format_line(log, by_epoch=per_epoch, loader_len=ctx.loader_len(s.phase),
+            shown = {**log, **{k: v for k, v in record.values.items() if k in log}}  # unrounded in the line
+            line = format_line(shown, by_epoch=per_epoch, loader_len=ctx.loader_len(s.phase),
                                max_iters=ctx.max_iters, eta=eta)
             ctx.logger.info(line)
-            if "log" in files:
+            if files:
                 files["log"].write(line + "\n")
                 files["log"].flush()
-                files["json"].write(json.dumps(_round(log)) + "\n")
+                files["json"].write(json.dumps(log) + "\n")
                 files["json"].flush()
 
-        def log_train(s: TrainState) -> None:
-            emit(s, "train", buf.output, s.inner_iter + 1 if per_epoch else s.iter + 1)
-            if is_last_logger():
-                buf.clear_output()
+        return writer(write, open_files, close_files)
 
-        def before_run(s: TrainState) -> TrainState:
-            start_iter[0] = s.iter
-            if ctx.work_dir is not None:
-                files["log"] = open(ctx.work_dir / f"{ctx.timestamp}.log", "a", encoding="utf-8")  # noqa: SIM115
-                files["json"] = open(ctx.work_dir / f"{ctx.timestamp}.log.json", "a", encoding="utf-8")  # noqa: SIM115
-                if ctx.meta:
-                    files["json"].write(json.dumps(_round(ctx.meta), default=str) + "\n")
-            return s
-
-        def after_run(s: TrainState) -> TrainState:
-            for f in files.values():
-                f.close()
-            files.clear()
-            return s
-
-        def before_epoch(s: TrainState) -> TrainState:
-            buf.clear()
-            return s
-
-        def after_train_iter(s: TrainState) -> TrainState:
-            if per_epoch:
-                if (s.inner_iter + 1) % interval == 0:
-                    buf.average(interval)
-                elif not ignore_last and s.inner_iter + 1 == ctx.loader_len(s.phase):
-                    buf.average(interval)
-            elif (s.iter + 1) % interval == 0:
-                buf.average(interval)
-            elif not ignore_last and s.inner_iter + 1 == ctx.loader_len(s.phase):
-                buf.average(interval)
-            if buf.ready:
-                log_train(s)
-            return s
-
-        def after_train_epoch(s: TrainState) -> TrainState:
-            if buf.ready:
-                log_train(s)
-            return s
-
-        def after_val_epoch(s: TrainState) -> TrainState:
-            buf.average()
-            emit(s, "val", buf.output, s.inner_iter + 1 if per_epoch else s.iter + 1)
-            if is_last_logger():
-                buf.clear_output()
-            return s
-
-        def collect_val(s: TrainState) -> TrainState:
-            out = s.outputs
-            log_vars = out.get("log_vars")
-            if log_vars:
-                val_buf.update(log_vars, out.get("num_samples", 1))
-            return s
-
-        def flush_val(s: TrainState) -> TrainState:
-            if val_buf.values:
-                val_buf.average()
-                emit(s, "val", val_buf.output, s.iter)
-                val_buf.clear()
-            return s
-
-        on: dict[str, HookFn] = {
-            "before_run": before_run, "after_run": after_run, "before_epoch": before_epoch,
-            "after_train_iter": after_train_iter,
-        }
-        if ctx.table.by == "epoch":
-            on.update(after_train_epoch=after_train_epoch, after_val_epoch=after_val_epoch)
-        elif iter_val:
-            on.update(after_val_iter=collect_val, before_train_iter=flush_val, after_epoch=_chain(flush_val, on.get("after_epoch")))
-        return Hook(name, priority, reachable_only(on, ctx.table))
-
-    return factory
+    return logger_hook(make_writer, name=name, interval=interval, ignore_last=ignore_last,
+                       reset_flag=reset_flag, by_epoch=by_epoch, priority=priority)
 
 
-def _chain(first: HookFn, second: HookFn | None) -> HookFn:
-    if second is None:
-        return first
-    return lambda s: second(first(s))
-
-
-def _max_memory_mb() -> int | None:
+def _cuda_available() -> bool:
     import torch
 
-    if not torch.cuda.is_available():
-        return None
+    return bool(torch.cuda.is_available())
+
+
+def _max_memory_mb() -> int:
+    import torch
+
     return int(torch.cuda.max_memory_allocated()) // (1024 * 1024)

@@ -1,0 +1,217 @@
+"""The checkpoint hook: mmcv's ``CheckpointHook`` options, atomic saves, exact resume, preemption.
+
+The factory returns two hooks. ``CheckpointHook`` at mmcv's NORMAL priority decides *whether*
+to save (and logs it, as mmcv does at that point); ``CheckpointHook.writer`` at LOWEST writes
+the checkpoint after every other hook of the same point has run. So the saved hook states
+(EMA weights, accumulation counters, log averages) include this iteration's updates, and the
+resumed run is exact whatever the hooks' priorities. The state written is the position to
+*continue from*: the counters already advanced past the iteration or epoch that just ended.
+
+Differences from mmcv 1.7.2, on purpose:
+
+* A checkpoint is a directory ``epoch_<n>``/``iter_<n>`` (safetensors + JSON), not a pickle.
+* Iter-based checkpoints store the number of *completed* iterations (mmcv stores one less and
+  re-runs an iteration after resuming).
+* ``by_epoch=False`` in an epoch-based run names its checkpoints ``iter_<n>`` (mmcv wrote
+  ``epoch_<n>``, overwritten mid-epoch) and they resume mid-epoch, exactly.
+* ``max_keep_ckpts`` deletes the oldest checkpoints of the hook's kind only after the new one
+  and the ``latest`` pointer are committed, and does not stop at the first gap.
+* On SIGTERM or SIGINT (``preempt=True``) the current train iteration (or val epoch of an
+  epoch-based run) finishes, a checkpoint is saved and the run stops; ``after_run`` is called.
+  A second SIGINT interrupts at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, save_checkpoint, snapshot, to_remove
+from fsm_trainer.context import RunContext
+from fsm_trainer.errors import HookError
+from fsm_trainer.hook import Hook, HookFn
+from fsm_trainer.priority import Priority
+from fsm_trainer.state import TrainState, make_state
+from fsm_trainer.transitions import transition
+
+
+def _slim(outputs: Any) -> dict[str, Any]:
+    # A saved state keeps what was logged, not loss tensors or predictions.
+    return {k: outputs[k] for k in ("log_vars", "num_samples") if k in outputs}
+
+
+def checkpoint_hook(
+    interval: int = 1,
+    by_epoch: bool | None = None,
+    max_keep_ckpts: int = -1,
+    save_optimizer: bool = True,
+    out_dir: str | Path | None = None,
+    save_last: bool = True,
+    *,
+    preempt: bool = True,
+    name: str = "CheckpointHook",
+    priority: int | str = Priority.NORMAL,
+) -> Callable[[RunContext], list[Hook]]:
+    """mmcv's ``CheckpointHook`` as a factory for :func:`fsm_trainer.run`.
+
+    Args:
+        interval: save every ``interval`` epochs (``by_epoch``) or train iterations; ``<= 0``
+            saves only the last one (with ``save_last``).
+        by_epoch: save at the end of train epochs; defaults to the table's kind. ``False`` in
+            an epoch-based run saves every ``interval`` iterations, mid-epoch.
+        max_keep_ckpts: keep only this many checkpoints of this hook's kind (``-1``: all).
+        save_optimizer: include the optimizer state (needed to resume exactly).
+        out_dir: as mmcv: ``out_dir/<basename of work_dir>``; default ``work_dir``.
+        save_last: also save after the last epoch or iteration whatever ``interval`` says.
+        preempt: on SIGTERM/SIGINT, save at the next iteration boundary and stop the run.
+        name, priority: of the deciding hook (the writer is ``<name>.writer`` at LOWEST).
+
+    Returns:
+        A hook factory.
+    """
+    if isinstance(interval, bool) or not isinstance(interval, int):
+        msg = f"interval must be an int, got {interval!r}"
+        raise ValueError(msg)
+    if isinstance(max_keep_ckpts, bool) or not isinstance(max_keep_ckpts, int) or max_keep_ckpts == 0:
+        msg = f"max_keep_ckpts must be a positive int or -1 (keep all), got {max_keep_ckpts!r}"
+        raise ValueError(msg)
+
+    def factory(ctx: RunContext) -> list[Hook]:
+        table = ctx.table
+        per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
+        if per_epoch and table.by == "iter":
+            msg = f"{name}: by_epoch=True needs an epoch-based table; this run is iter-based"
+            raise HookError(msg)
+        if out_dir is None:
+            if ctx.work_dir is None:
+                msg = f"{name} needs run(..., work_dir=...) or out_dir="
+                raise HookError(msg)
+            directory = ctx.work_dir
+        else:
+            directory = Path(out_dir) / ctx.work_dir.name if ctx.work_dir is not None else Path(out_dir)
+        ctx.checkpoint_dirs.append(directory)
+        prefix = "epoch_" if per_epoch else "iter_"
+        pending = [False]
+        caught: list[str] = []
+        previous: dict[int, Any] = {}
+
+        def every(n: int) -> bool:
+            return interval > 0 and n % interval == 0
+
+        # ------------------------------------------------ the deciding hook (NORMAL)
+
+        def decide_epoch(s: TrainState) -> TrainState:
+            if every(s.epoch + 1) or (save_last and s.epoch + 1 == table.max_epochs):
+                ctx.logger.info("Saving checkpoint at %d epochs", s.epoch + 1)
+                pending[0] = True
+            return s
+
+        def decide_iter(s: TrainState) -> TrainState:
+            if every(s.iter + 1) or (save_last and s.iter + 1 == ctx.max_iters):
+                ctx.logger.info("Saving checkpoint at %d iterations", s.iter + 1)
+                pending[0] = True
+            return s
+
+        # ------------------------------------------------ the writer (LOWEST)
+
+        def write(resume_at: TrainState, ckpt_name: str) -> Path:
+            path = save_checkpoint(directory, ckpt_name, **snapshot(ctx, resume_at, save_optimizer=save_optimizer))
+            ctx.meta.setdefault("hook_msgs", {})["last_ckpt"] = str(path)
+            _fault("before_rotate")
+            if max_keep_ckpts > 0:
+                names = [p.name for p in directory.iterdir() if p.is_dir()]
+                for old in to_remove(names, max_keep_ckpts, prefix):
+                    remove_checkpoint(directory / old)
+            return path
+
+        def finish(s: TrainState, resume_at: Callable[[], TrainState], ckpt_name: Callable[[TrainState], str]) -> TrainState:
+            if not pending[0] and not caught:
+                return s
+            pending[0] = False
+            at = resume_at()
+            path = write(at, ckpt_name(at))
+            if not caught:
+                return s
+            ctx.logger.warning("stopped by %s: saved %s; continue with run(..., resume='auto')", caught[0], path)
+            return s.with_hook_state(name, {"preempted": caught[0], "checkpoint": str(path)}).request_stop()
+
+        def mid(s: TrainState, d: int) -> TrainState:
+            # The position after this train iteration (before the runner advanced the counters).
+            return make_state(s.epoch, s.iter + d, s.inner_iter + 1, s.mode, _slim(s.outputs), s.phase,
+                              s.phase_done, s.stop, s.hook_states)
+
+        if table.by == "epoch":
+
+            def write_train_iter(s: TrainState) -> TrainState:
+                return finish(s, lambda: mid(s, 1), lambda a: f"iter_{a.iter}")
+
+            def write_train_epoch(s: TrainState) -> TrainState:
+                def at() -> TrainState:
+                    nxt = make_state(s.epoch + 1, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
+                                     s.phase_done, s.stop, s.hook_states)
+                    return nxt if s.stop else transition(table, nxt, "done")
+
+                return finish(s, at, lambda a: f"epoch_{s.epoch + 1}")
+
+            def write_val_epoch(s: TrainState) -> TrainState:
+                def at() -> TrainState:
+                    nxt = make_state(s.epoch, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
+                                     s.phase_done, s.stop, s.hook_states)
+                    return nxt if s.stop else transition(table, nxt, "done")
+
+                return finish(s, at, lambda a: f"epoch_{s.epoch}" if per_epoch else f"iter_{s.iter}")
+
+            writer_on: dict[str, HookFn] = {"after_train_epoch": write_train_epoch}
+            if not per_epoch or preempt:
+                writer_on["after_train_iter"] = write_train_iter
+            if preempt and "val" in table.reachable_modes():
+                writer_on["after_val_epoch"] = write_val_epoch
+        else:
+
+            def iter_at(s: TrainState, d: int) -> TrainState:
+                nxt = mid(s, d)
+                return nxt if s.stop else transition(table, nxt, "done")
+
+            writer_on = {"after_train_iter": lambda s: finish(s, lambda: iter_at(s, 1), lambda a: f"iter_{a.iter}")}
+            if preempt and "val" in table.reachable_modes():
+                writer_on["after_val_iter"] = lambda s: finish(s, lambda: iter_at(s, 0), lambda a: f"iter_{a.iter}")
+
+        # ------------------------------------------------ signals
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if caught and signum == signal.SIGINT:
+                uninstall()
+                raise KeyboardInterrupt
+            if not caught:
+                caught.append(signal.Signals(signum).name)
+
+        def uninstall() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            previous.clear()
+
+        def before_run(s: TrainState) -> TrainState:
+            for p in cleanup_stale(directory):
+                ctx.logger.info("removed %s, left by an interrupted save", p)
+            ctx.logger.info("Checkpoints will be saved to %s", directory)
+            if preempt and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    previous[sig] = signal.signal(sig, on_signal)
+                ctx.on_exit.append(uninstall)
+            return s
+
+        def after_run(s: TrainState) -> TrainState:
+            uninstall()
+            return s
+
+        decide_on: dict[str, HookFn] = {"before_run": before_run, "after_run": after_run}
+        if per_epoch:
+            decide_on["after_train_epoch"] = decide_epoch
+        else:
+            decide_on["after_train_iter"] = decide_iter
+        return [Hook(name, priority, decide_on), Hook(f"{name}.writer", Priority.LOWEST, writer_on)]
+
+    return factory

@@ -1,0 +1,353 @@
+"""mmcv's ``EvalHook``: run the model on an eval loader, compute metrics, log them, keep the best.
+
+The factory returns two hooks, like the checkpoint hook:
+
+* ``EvalHook`` (LOW, mmcv's usual priority for it, so after the optimizer and checkpoint
+  decisions and before the loggers at VERY_LOW) evaluates at ``after_train_epoch`` (``by_epoch``)
+  or ``after_train_iter`` every ``interval`` units from ``start``. It writes the metrics into
+  the shared log buffer, marked with the eval loader's length, so every logger logs them as a
+  ``val`` record at the same point (mmcv writes ``runner.log_buffer.output`` and sets
+  ``ready``). Per iteration, it first makes the loggers log that iteration's train values and
+  clears the buffer, as mmcv does, so the train and eval records stay apart.
+* ``EvalHook.best_writer`` (LOWEST) saves ``best_<key>_epoch_<n>`` / ``best_<key>_iter_<n>``
+  (a checkpoint directory, :func:`fsm_trainer.checkpoint.save_checkpoint`) when the score
+  improved, after every other hook of the point has run, so the checkpoint holds the hooks'
+  updated states and resumes exactly. The previous best is removed only once the new one is
+  committed (mmcv deletes it first).
+
+What the hook keeps lives in the state, ``state.hook_states["EvalHook"]``: the last metrics
+(``last``), ``key``, ``rule``, ``best_score``, ``best_ckpt`` and ``best_at``. It is saved in
+every checkpoint and in :func:`fsm_trainer.serialize.state_to_json`, so the best score
+survives a resume (mmcv's iter-based resume lost it, mmengine#1166). The best score and path
+are also put in ``ctx.meta["hook_msgs"]``, as mmcv does.
+
+``start``: as mmcv, evaluation happens at units ``start, start + interval, ...`` (1-based
+counts of completed epochs or iterations), and if the run begins at or after ``start`` the
+model is also evaluated once before its first train epoch (iteration). That initial result is
+logged but never saved as a best checkpoint (mmcv saves it under the next epoch's name).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fsm_trainer.checkpoint import remove_checkpoint, save_checkpoint, snapshot
+from fsm_trainer.context import RunContext
+from fsm_trainer.errors import HookError
+from fsm_trainer.hook import Hook, HookFn
+from fsm_trainer.hooks.logger_base import EVAL_ITER_KEY, flush_loggers
+from fsm_trainer.metrics import Metric, combine
+from fsm_trainer.priority import Priority
+from fsm_trainer.state import TrainState, make_state
+from fsm_trainer.transitions import transition
+
+GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc")
+"""Metric names (or parts of names) where higher is better: mmcv's ``_default_greater_keys``."""
+LESS_KEYS = ("loss",)
+"""Metric names (or parts) where lower is better: mmcv's ``_default_less_keys``."""
+
+
+def infer_rule(key: str, greater_keys: Sequence[str] = GREATER_KEYS, less_keys: Sequence[str] = LESS_KEYS) -> str:
+    """``"greater"`` or ``"less"`` for metric ``key``, by mmcv's rules (case-insensitive).
+
+    An exact match wins over a substring match, and ``greater_keys`` over ``less_keys``.
+
+    >>> infer_rule("accuracy"), infer_rule("val_loss"), infer_rule("top5_accuracy"), infer_rule("bbox_mAP")
+    ('greater', 'less', 'greater', 'greater')
+    >>> infer_rule("f1")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot infer whether a higher or lower 'f1' is better; give rule='greater' or rule='less'
+    """
+    k = key.lower()
+    greater = [g.lower() for g in greater_keys]
+    less = [x.lower() for x in less_keys]
+    if k in greater:
+        return "greater"
+    if k in less:
+        return "less"
+    if any(g in k for g in greater):
+        return "greater"
+    if any(x in k for x in less):
+        return "less"
+    msg = f"cannot infer whether a higher or lower {key!r} is better; give rule='greater' or rule='less'"
+    raise ValueError(msg)
+
+
+def should_evaluate(done: int, interval: int, start: int | None) -> bool:
+    """Whether to evaluate once ``done`` epochs (iterations) are complete (mmcv's ``_should_evaluate``).
+
+    >>> [n for n in range(1, 10) if should_evaluate(n, 2, None)]
+    [2, 4, 6, 8]
+    >>> [n for n in range(1, 10) if should_evaluate(n, 2, 3)]
+    [3, 5, 7, 9]
+    """
+    if start is None:
+        return done % interval == 0
+    return done >= start and (done - start) % interval == 0
+
+
+def is_better(score: float, best: float | None, rule: str) -> bool:
+    """Whether ``score`` beats ``best`` (``None``: nothing yet) under ``rule``; NaN never does.
+
+    >>> is_better(0.9, None, "greater"), is_better(0.9, 0.95, "greater"), is_better(0.3, 0.5, "less")
+    (True, False, True)
+    """
+    if math.isnan(score):
+        return False
+    if best is None:
+        return True
+    return score > best if rule == "greater" else score < best
+
+
+def _default_predict(model: Any, batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        inputs, targets = batch
+        device = next((p.device for p in model.parameters()), None) if hasattr(model, "parameters") else None
+        if device is not None and isinstance(inputs, torch.Tensor):
+            inputs = inputs.to(device)
+        return model(inputs), targets
+    msg = (
+        f"eval_hook: batches must be (inputs, targets) pairs, got {type(batch).__name__}; "
+        "pass predict=(model, batch) -> (outputs, targets)"
+    )
+    raise TypeError(msg)
+
+
+def _cat(parts: list[Any]) -> Any:
+    if parts and all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat([p.detach().cpu() for p in parts])
+    return [x for p in parts for x in (p if isinstance(p, (list, tuple)) else [p])]
+
+
+def predict_all(
+    model: Any, dataloader: Any, predict: Callable[[Any, Any], tuple[Any, Any]] | None = None
+) -> tuple[Any, Any]:
+    """Outputs and targets of ``model`` over ``dataloader``, concatenated, in eval mode without grad.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    fn = predict or _default_predict
+    was_training = getattr(model, "training", None)
+    if hasattr(model, "eval"):
+        model.eval()
+    outs, targets = [], []
+    try:
+        with torch.no_grad():
+            for batch in dataloader:
+                out, tgt = fn(model, batch)
+                outs.append(out)
+                targets.append(tgt)
+    finally:
+        if was_training:
+            model.train()
+    return _cat(outs), _cat(targets)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def eval_hook(
+    dataloader: Any,
+    metric: str | Metric | Sequence[str | Metric] = "accuracy",
+    *,
+    interval: int = 1,
+    by_epoch: bool | None = None,
+    start: int | None = None,
+    save_best: str | None = None,
+    rule: str | None = None,
+    predict: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+    greater_keys: Sequence[str] = GREATER_KEYS,
+    less_keys: Sequence[str] = LESS_KEYS,
+    out_dir: str | Path | None = None,
+    name: str = "EvalHook",
+    priority: int | str = Priority.LOW,
+) -> Callable[[RunContext], list[Hook]]:
+    """mmcv's ``EvalHook`` as a factory for :func:`fsm_trainer.run`.
+
+    Args:
+        dataloader: the eval loader (any iterable of batches).
+        metric: a built-in name (``"accuracy"``, ``"top5"``, ``"cross_entropy"``), a function
+            ``(outputs, targets) -> {name: value}``, or a list of these (:mod:`fsm_trainer.metrics`).
+        interval: evaluate every ``interval`` epochs (``by_epoch``) or train iterations.
+        by_epoch: evaluate after train epochs; defaults to the table's kind (an iter-based
+            table only allows ``False``).
+        start: the first epoch (iteration) to evaluate after, 1-based; see the module docstring.
+        save_best: a metric name, or ``"auto"`` for the first metric returned; keeps the best
+            checkpoint in ``out_dir`` (default: the run's ``work_dir``).
+        rule: ``"greater"`` or ``"less"``; inferred from the key when ``None`` (:func:`infer_rule`).
+        predict: ``(model, batch) -> (outputs, targets)``; default: ``model(inputs)`` for
+            ``(inputs, targets)`` batches, inputs moved to the model's device.
+        greater_keys, less_keys: the substrings :func:`infer_rule` uses.
+        name, priority: of the evaluating hook (the writer is ``<name>.best_writer`` at LOWEST).
+
+    Raises:
+        ValueError: a bad ``interval``, ``start``, ``rule`` or metric name, or a ``save_best``
+            key whose rule cannot be inferred (when the factory is called).
+        fsm_trainer.HookError: ``by_epoch=True`` in an iter-based run, or ``save_best``
+            without a directory (when the hook is built); ``save_best`` names a key the
+            metrics do not return (at the first evaluation).
+    """
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
+        msg = f"interval must be a positive int, got {interval!r}"
+        raise ValueError(msg)
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
+        msg = f"start must be None or an int >= 0, got {start!r}"
+        raise ValueError(msg)
+    if rule not in (None, "greater", "less"):
+        msg = f"rule must be 'greater', 'less' or None, got {rule!r}"
+        raise ValueError(msg)
+    if save_best is not None and not isinstance(save_best, str):
+        msg = f"save_best must be a metric name, 'auto' or None, got {save_best!r}"
+        raise ValueError(msg)
+    compute = combine(metric)
+    fixed_rule = rule
+    if save_best not in (None, "auto") and fixed_rule is None:
+        fixed_rule = infer_rule(save_best, greater_keys, less_keys)
+
+    def factory(ctx: RunContext) -> list[Hook]:
+        table = ctx.table
+        per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
+        if per_epoch and table.by == "iter":
+            msg = f"{name}: by_epoch=True needs an epoch-based table; this run is iter-based"
+            raise HookError(msg)
+        directory: Path | None = None
+        if save_best is not None:
+            if out_dir is not None:
+                directory = Path(out_dir) / ctx.work_dir.name if ctx.work_dir is not None else Path(out_dir)
+            elif ctx.work_dir is not None:
+                directory = ctx.work_dir
+            else:
+                msg = f"{name}: save_best needs run(..., work_dir=...) or out_dir="
+                raise HookError(msg)
+        buf = ctx.log_buffer
+        unit = "epoch" if per_epoch else "iter"
+        initial = [start is not None]
+        pending: list[tuple[str, str | None]] = []  # (checkpoint name, previous best path)
+
+        def evaluate(s: TrainState, done: int, *, may_save: bool) -> TrainState:
+            results = dict(compute(*predict_all(ctx.model, dataloader, predict)))
+            buf.output.update(results)
+            buf.output[EVAL_ITER_KEY] = _length(dataloader)
+            buf.ready = True
+            kept = dict(s.hook_states.get(name) or {})
+            kept["last"] = {unit: done, "metrics": results}
+            if save_best is not None and results:
+                key = kept.get("key") or (next(iter(results)) if save_best == "auto" else save_best)
+                if key not in results:
+                    msg = f"{name}: save_best={key!r} is not among the metrics {sorted(results)}"
+                    raise HookError(msg)
+                kept["key"] = key
+                kept["rule"] = kept.get("rule") or fixed_rule or infer_rule(key, greater_keys, less_keys)
+                score = float(results[key])
+                if may_save and is_better(score, kept.get("best_score"), kept["rule"]):
+                    ckpt = f"best_{_UNSAFE.sub('_', key)}_{unit}_{done}"
+                    assert directory is not None
+                    pending.append((ckpt, kept.get("best_ckpt")))
+                    kept.update(best_score=score, best_ckpt=str(directory / ckpt), best_at=done)
+                    msgs = ctx.meta.setdefault("hook_msgs", {})
+                    msgs["best_score"], msgs["best_ckpt"] = score, kept["best_ckpt"]
+            return s.with_hook_state(name, kept)
+
+        def after_train_epoch(s: TrainState) -> TrainState:
+            if should_evaluate(s.epoch + 1, interval, start):
+                s = evaluate(s, s.epoch + 1, may_save=True)
+            return s
+
+        def after_train_iter(s: TrainState) -> TrainState:
+            if should_evaluate(s.iter + 1, interval, start):
+                # mmcv: log this iteration's train values first, then start the eval record afresh.
+                s = flush_loggers(ctx, s, "after_train_iter")
+                buf.clear()
+                s = evaluate(s, s.iter + 1, may_save=True)
+            return s
+
+        def before_train_epoch(s: TrainState) -> TrainState:
+            if initial[0]:
+                initial[0] = False
+                if start is not None and s.epoch >= start:
+                    s = flush_loggers(ctx, evaluate(s, s.epoch, may_save=False), "after_train_epoch")
+            return s
+
+        def before_train_iter(s: TrainState) -> TrainState:
+            if initial[0]:
+                initial[0] = False
+                if start is not None and s.iter >= start:
+                    s = flush_loggers(ctx, evaluate(s, s.iter, may_save=False), "after_train_iter")
+            return s
+
+        # ------------------------------------------------ the best-checkpoint writer (LOWEST)
+
+        def write_best(s: TrainState, resume_at: Callable[[], TrainState]) -> TrainState:
+            if not pending:
+                return s
+            ckpt, previous = pending.pop()
+            pending.clear()
+            assert directory is not None
+            path = save_checkpoint(directory, ckpt, **snapshot(ctx, resume_at()), update_latest=False)
+            if previous is not None and Path(previous) != path and Path(previous).exists():
+                remove_checkpoint(previous)
+                ctx.logger.info("The previous best checkpoint %s was removed", previous)
+            kept = s.hook_states[name]
+            ctx.logger.info("Now best checkpoint is saved as %s.", path.name)
+            ctx.logger.info("Best %s is %.4f at %d %s.", kept["key"], kept["best_score"], kept["best_at"], unit)
+            return s
+
+        def slim(s: TrainState) -> dict[str, Any]:
+            return {k: s.outputs[k] for k in ("log_vars", "num_samples") if k in s.outputs}
+
+        def after_epoch_state(s: TrainState) -> TrainState:
+            nxt = make_state(s.epoch + 1, s.iter, s.inner_iter, s.mode, slim(s), s.phase, s.phase_done, s.stop,
+                             s.hook_states)
+            return nxt if s.stop else transition(table, nxt, "done")
+
+        def after_iter_state(s: TrainState) -> TrainState:
+            nxt = make_state(s.epoch, s.iter + 1, s.inner_iter + 1, s.mode, slim(s), s.phase, s.phase_done,
+                             s.stop, s.hook_states)
+            return nxt if s.stop or table.by == "epoch" else transition(table, nxt, "done")
+
+        on: dict[str, HookFn]
+        writer_on: dict[str, HookFn]
+        if per_epoch:
+            on = {"after_train_epoch": after_train_epoch}
+            if start is not None:
+                on["before_train_epoch"] = before_train_epoch
+            writer_on = {"after_train_epoch": lambda s: write_best(s, lambda: after_epoch_state(s))}
+        else:
+            on = {"after_train_iter": after_train_iter}
+            if start is not None:
+                on["before_train_iter"] = before_train_iter
+            writer_on = {"after_train_iter": lambda s: write_best(s, lambda: after_iter_state(s))}
+        hooks = [Hook(name, priority, on)]
+        if save_best is not None:
+            hooks.append(Hook(f"{name}.best_writer", Priority.LOWEST, writer_on))
+        return hooks
+
+    return factory
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def eval_state(state: TrainState, name: str = "EvalHook") -> Mapping[str, Any]:
+    """What the eval hook ``name`` keeps in ``state`` (``{}`` before its first evaluation).
+
+    >>> eval_state(TrainState())
+    {}
+    """
+    return state.hook_states.get(name) or {}
+
+
+__all__ = [
+    "GREATER_KEYS", "LESS_KEYS", "eval_hook", "eval_state", "infer_rule", "is_better", "predict_all", "should_evaluate",
+]
