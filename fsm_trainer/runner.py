@@ -31,7 +31,9 @@ Iter-based table (``unit`` = one iteration, loaders cycle endlessly)::
     after_epoch; after_run
 
 A hook that sets ``stop`` ends the run after the current hook point: the remaining points of
-that iteration or epoch are skipped, then ``after_epoch`` (iter-based) and ``after_run`` run.
+that iteration or epoch are skipped (a stop at ``before_*_iter`` skips the step too, and
+``iter`` stays the number of iterations done), then ``after_epoch`` (iter-based) and
+``after_run`` run.
 
 Resuming (``resume=``, see :mod:`fsm_trainer.checkpoint` and ``docs/checkpoints.md``): the model
 and optimizer are loaded before the run starts; ``before_run`` (and ``before_epoch``,
@@ -279,6 +281,8 @@ class _EpochLoop(_Loop):
         for i, batch in enumerate(batches, start):
             if bti is not None:
                 s = bti(_TS(s.epoch, it, i, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
+                if s.stop:  # the iteration does not run; iter stays the count of those done
+                    return s
                 out = step(batch)
                 if out.__class__ is not dict:
                     out = bad_outputs(step, out)
@@ -307,6 +311,8 @@ class _EpochLoop(_Loop):
         for i, batch in enumerate(loader):
             if bvi is not None:
                 s = bvi(_TS(s.epoch, s.iter, i, "val", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
+                if s.stop:
+                    return s
                 out = step(batch)
                 if out.__class__ is not dict:
                     out = bad_outputs(step, out)
@@ -364,6 +370,8 @@ class _IterLoop(_Loop):
             batch = next(loader)
             if bti is not None:
                 s = bti(_TS(epoch, it, inner, "train", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
+                if s.stop:  # the iteration does not run
+                    return s
                 out = step(batch)
                 if out.__class__ is not dict:
                     out = bad_outputs(step, out)
@@ -389,6 +397,8 @@ class _IterLoop(_Loop):
             batch = next(loader)
             if bvi is not None:
                 s = bvi(_TS(s.epoch, s.iter, inner, "val", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
+                if s.stop:
+                    return s
                 out = step(batch)
                 if out.__class__ is not dict:
                     out = bad_outputs(step, out)

@@ -277,3 +277,23 @@ def test_digits_example_reaches_95_percent(tmp_path):
     from fsm_trainer.examples.digits import main
 
     assert main(["--epochs", "20", "--work-dir", str(tmp_path)]) >= 0.95
+
+
+@pytest.mark.parametrize("table", [
+    compile_workflow([("train", 1)], max_epochs=3),
+    compile_workflow([("train", 5)], max_iters=20),
+])
+def test_stop_at_before_train_iter_skips_the_step(table):
+    """A stop requested at before_train_iter skips that step and its after point; iter counts done work."""
+    steps: list[int] = []
+
+    def step(batch):
+        steps.append(batch)
+        return {"log_vars": {}, "num_samples": 1}
+
+    trace: list[tuple] = []
+    final = run(TrainState(), table, data_loaders=[CountingLoader(4)], train_step=step, val_step=step,
+                hooks=[Hook("stopper", "NORMAL", {"before_train_iter": lambda s: s.request_stop() if s.iter == 6 else s}),
+                       record_trace(trace, points=("after_train_iter", "after_run"))])
+    assert len(steps) == 6 and final.iter == 6 and final.stop
+    assert [p for p, *_ in trace].count("after_train_iter") == 6

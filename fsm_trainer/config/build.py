@@ -1,0 +1,522 @@
+"""From a :class:`~fsm_trainer.config.schema.TrainConfig` to the arguments of :func:`fsm_trainer.run`.
+
+Hooks are registered as mmcv 1.7.2's ``register_training_hooks`` does, in this order (equal
+priorities keep it):
+
+=================================  =================================  ==================
+config key                         hook (registry name)               priority
+=================================  =================================  ==================
+``lr_config`` (needs ``policy``)   ``lr_updater(**lr_config)``        VERY_HIGH (10)
+``momentum_config``                ``momentum_updater(**cfg)``        HIGH (30)
+``optimizer_config``               ``type``, default OptimizerHook    ABOVE_NORMAL (40)
+``checkpoint_config``              ``type``, default CheckpointHook   NORMAL (50)
+(always)                           IterTimerHook                      LOW (70)
+``log_config.hooks[i]``            ``type``, ``interval`` default     VERY_LOW (90)
+``custom_hooks[i]``                ``type``; ``priority`` popped      given, or NORMAL
+``evaluation``                     EvalHook (as mmdet's train.py)     LOW (70)
+=================================  =================================  ==================
+
+With ``runner.type='IterBasedRunner'``, ``by_epoch=False`` is the default of the checkpoint,
+LR and logger configs (not of ``momentum_config``, as in mmcv) and of ``evaluation`` (as
+mmdet). :func:`hook_specs` computes this list without building anything; :func:`validate`
+checks every entry against its builder (registered name, argument names and types, then a
+dry call of the builder, which checks values) and reports all problems at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import random
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import attrs
+
+from fsm_trainer.config.loader import ConfigError
+from fsm_trainer.config.schema import TrainConfig, check_type
+from fsm_trainer.errors import FsmTrainerError
+from fsm_trainer.hook import Hook
+from fsm_trainer.priority import get_priority
+from fsm_trainer.registry import DATASETS, HOOKS, MODELS, OPTIMIZERS, RegistryError, check_kwargs, did_you_mean
+
+_SCHEDULE_KEYS: dict[str, Any] = {
+    "policy": str, "by_epoch": bool, "warmup": str | None, "warmup_iters": int, "warmup_ratio": float,
+    "warmup_by_epoch": bool, "step": int | list[int], "gamma": float, "min_lr": float | None,
+    "min_lr_ratio": float | None, "power": float, "start_percent": float, "periods": list[int],
+    "restart_weights": list[float], "target_ratio": float | list[float], "cyclic_times": int,
+    "step_ratio_up": float, "anneal_strategy": str, "max_lr": Any, "total_steps": int | None,
+    "pct_start": float, "div_factor": float, "final_div_factor": float, "three_phase": bool,
+    "min_momentum": float | None, "min_momentum_ratio": float | None, "base_momentum": Any,
+    "max_momentum": Any, "name": str, "priority": int | str,
+}
+"""Every key an ``lr_config``/``momentum_config`` may have (any policy), with its type."""
+
+_LOADER_KEYS = ("samples_per_gpu", "workers_per_gpu", "shuffle", "drop_last", "persistent_workers", "pin_memory")
+
+
+@attrs.frozen
+class HookSpec:
+    """One hook a config asks for, before it is built.
+
+    ``needs`` names builder arguments supplied when the run is built (``dataloader`` for
+    ``evaluation``); ``priority`` overrides the built hooks' priority (custom hooks).
+    """
+
+    path: str
+    type: str
+    builder: Callable[..., Any]
+    kwargs: Mapping[str, Any]
+    priority: int | None = None
+    needs: tuple[str, ...] = ()
+
+
+def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
+    from fsm_trainer.config.builtins import register_builtins
+    from fsm_trainer.hooks import lr_updater, momentum_updater
+    from fsm_trainer.schedules import LR_POLICIES, MOMENTUM_POLICIES
+
+    register_builtins()
+    iter_based = cfg.runner.type == "IterBasedRunner"
+    specs: list[HookSpec] = []
+    errors: list[str] = []
+
+    def typed(path: str, kw: Mapping[str, Any], default: str | None) -> tuple[str, Callable[..., Any]] | None:
+        kind = kw.get("type", default)
+        if kind is None:
+            errors.append(f"{path}.type: required key missing; registered hooks: {', '.join(HOOKS.names())}")
+            return None
+        try:
+            fn = HOOKS.get(kind, f"{path}.type")
+            return (kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))), fn
+        except RegistryError as exc:
+            errors.append(str(exc))
+            return None
+
+    for key, builder in (("lr_config", lr_updater), ("momentum_config", momentum_updater)):
+        sched = getattr(cfg, key)
+        if sched is None:
+            continue
+        kw = dict(sched)
+        if key == "lr_config" and iter_based:
+            kw.setdefault("by_epoch", False)
+        if key == "momentum_config" and iter_based and kw.get("by_epoch", True) is True:
+            errors.append(
+                f"{key}.by_epoch: an IterBasedRunner needs by_epoch=False here (mmcv does not default it for "
+                "momentum_config, and its by-epoch momentum hook never fires in an iter-based run)"
+            )
+            continue
+        key_errors = []
+        for k, v in kw.items():
+            if k not in _SCHEDULE_KEYS:
+                hint = did_you_mean(k, _SCHEDULE_KEYS) or "; see the policies in fsm_trainer.schedules"
+                key_errors.append(f"{key}.{k}: unknown key{hint}")
+            else:
+                key_errors.extend(check_type(v, _SCHEDULE_KEYS[k], f"{key}.{k}"))
+        if key_errors:
+            errors.extend(key_errors)
+            continue
+        policy = str(kw.get("policy"))
+        known = LR_POLICIES if key == "lr_config" else MOMENTUM_POLICIES
+        policy = next((p for p in known if p.lower() == policy.lower()), policy)  # the schedules' spelling
+        name = policy + ("LrUpdaterHook" if key == "lr_config" else "MomentumUpdaterHook")
+        specs.append(HookSpec(key, name, builder, kw))
+    if cfg.optimizer_config is not None:
+        kw = dict(cfg.optimizer_config)
+        if cfg.fp16 is not None and kw.get("type", "OptimizerHook") == "OptimizerHook":
+            # mmdet's train.py: optimizer_config = Fp16OptimizerHook(**optimizer_config, **fp16)
+            kw = {**kw, **cfg.fp16, "type": "Fp16OptimizerHook"}
+        t = typed("optimizer_config", kw, "OptimizerHook")
+        if t:
+            specs.append(HookSpec("optimizer_config", t[0], t[1], _without_type(kw)))
+    if cfg.checkpoint_config is not None:
+        kw = dict(cfg.checkpoint_config)
+        if iter_based:
+            kw.setdefault("by_epoch", False)
+        t = typed("checkpoint_config", kw, "CheckpointHook")
+        if t:
+            specs.append(HookSpec("checkpoint_config", t[0], t[1], _without_type(kw)))
+    t = typed("timer_config", {"type": "IterTimerHook"}, None)
+    if t:
+        specs.append(HookSpec("(timer)", t[0], t[1], {}))
+    if cfg.log_config is not None:
+        for i, item in enumerate(cfg.log_config.hooks):
+            path = f"log_config.hooks[{i}]"
+            kw = {"interval": cfg.log_config.interval, **item}
+            if iter_based:
+                kw.setdefault("by_epoch", False)
+            t = typed(path, kw, None)
+            if t:
+                specs.append(HookSpec(path, t[0], t[1], _without_type(kw)))
+    for i, item in enumerate(cfg.custom_hooks):
+        path = f"custom_hooks[{i}]"
+        kw = dict(item)
+        prio = kw.pop("priority", "NORMAL")
+        try:
+            p = get_priority(prio)
+        except FsmTrainerError as exc:
+            errors.append(f"{path}.priority: {exc}")
+            continue
+        t = typed(path, kw, None)
+        if t:
+            specs.append(HookSpec(path, t[0], t[1], _without_type(kw), p))
+    if cfg.evaluation is not None:
+        kw = dict(cfg.evaluation)
+        kw.setdefault("by_epoch", not iter_based)
+        prio = kw.pop("priority", "LOW")
+        t = typed("evaluation", {"type": "EvalHook", **kw}, None)
+        if t:
+            specs.append(HookSpec("evaluation", t[0], t[1], _without_type(kw), get_priority(prio), ("dataloader",)))
+    return specs, errors
+
+
+def _without_type(kw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if k != "type"}
+
+
+def hook_specs(cfg: TrainConfig) -> list[HookSpec]:
+    """The hooks ``cfg`` asks for, in mmcv's registration order (see the module docstring).
+
+    Raises:
+        ConfigError: an unknown hook type, priority, or schedule key.
+    """
+    specs, errors = _specs_or_errors(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return specs
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _simple(t: Any) -> bool:
+    if t in (int, float, bool, str, type(None), Any):
+        return True
+    origin = typing.get_origin(t)
+    if origin is Literal:
+        return True
+    if origin in (Union, types.UnionType, list, tuple, dict):
+        return all(a is Ellipsis or _simple(a) for a in typing.get_args(t))
+    return False
+
+
+def _type_of_default(default: Any) -> Any:
+    # Used where annotations are missing or too rich to check (torch's ``lr: float | Tensor``).
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return float
+    if isinstance(default, tuple) and default and all(isinstance(x, (int, float)) for x in default):
+        return list[float]
+    return None
+
+
+def _hint_errors(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: str) -> list[str]:
+    target = fn.__init__ if isinstance(fn, type) else fn  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    errors = []
+    for k, v in kwargs.items():
+        t = hints.get(k)
+        if t is None or not _simple(t):
+            p = params.get(k)
+            t = _type_of_default(p.default) if p is not None and p.default is not p.empty else None
+            if t is float and v is None:
+                continue
+        if t is not None and _simple(t):
+            errors.extend(check_type(v, t, f"{path}.{k}"))
+    return errors
+
+
+def check_call(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: str, *, what: str,
+               needs: Sequence[str] = (), dry_run: bool = True) -> list[str]:
+    """Problems of ``fn(**kwargs)``: names, then types, then (``dry_run``) what the call raises."""
+    errors = check_kwargs(fn, kwargs, path, what=what, provided=needs)
+    if errors:
+        return errors
+    errors = _hint_errors(fn, kwargs, path)
+    if errors or not dry_run or needs:
+        return errors
+    try:
+        fn(**kwargs)
+    except (ValueError, TypeError, KeyError) as exc:
+        text = str(exc).strip("'\"")
+        prefix = f"{path.split('[')[0]}: "
+        return [f"{path}: {text.removeprefix(prefix)}"]
+    return []
+
+
+def validate(cfg: TrainConfig) -> list[str]:
+    """Every problem of ``cfg`` beyond its shape, each naming its key path (``[]`` if none)."""
+    from fsm_trainer.config.builtins import register_builtins
+    from fsm_trainer.transitions import compile_workflow
+
+    register_builtins()
+    errors: list[str] = []
+    errors.extend(_import_custom(cfg))
+    r = cfg.runner
+    limit = "max_epochs" if r.by == "epoch" else "max_iters"
+    other = "max_iters" if r.by == "epoch" else "max_epochs"
+    if getattr(r, other) is not None:
+        errors.append(f"runner.{other}: not allowed for {r.type}; give {limit}")
+    if getattr(r, limit) is None:
+        errors.append(f"runner.{limit}: required for {r.type}")
+    elif getattr(r, limit) < 0:
+        errors.append(f"runner.{limit}: must be >= 0, got {getattr(r, limit)}")
+    else:
+        try:
+            compile_workflow(list(cfg.workflow), **{limit: getattr(r, limit)})
+        except FsmTrainerError as exc:
+            errors.append(f"workflow: {exc}")
+    for i, (mode, _) in enumerate(cfg.workflow):
+        if mode == "val" and cfg.data.val is None:
+            errors.append(f"data.val: required by workflow[{i}] ('val', ...)")
+    if cfg.evaluation is not None and cfg.data.val is None:
+        errors.append("data.val: required by evaluation")
+    for label, reg, path, sub in (
+        ("model", MODELS, "model", cfg.model),
+        ("dataset", DATASETS, "data.train", cfg.data.train),
+        ("dataset", DATASETS, "data.val", cfg.data.val),
+        ("dataset", DATASETS, "data.test", cfg.data.test),
+    ):
+        if sub is None:
+            continue
+        errors.extend(_check_registered(reg, sub, path, label))
+    errors.extend(_check_optimizer(cfg.optimizer))
+    for split in ("train", "val", "test"):
+        for k in getattr(cfg.data, f"{split}_dataloader"):
+            if k not in _LOADER_KEYS:
+                hint = did_you_mean(k, _LOADER_KEYS) or ";"
+                errors.append(f"data.{split}_dataloader.{k}: unknown key{hint} allowed: {', '.join(_LOADER_KEYS)}")
+    if cfg.data.samples_per_gpu < 1:
+        errors.append(f"data.samples_per_gpu: must be >= 1, got {cfg.data.samples_per_gpu}")
+    if cfg.data.workers_per_gpu < 0:
+        errors.append(f"data.workers_per_gpu: must be >= 0, got {cfg.data.workers_per_gpu}")
+    if cfg.log_config is not None and cfg.log_config.interval < 1:
+        errors.append(f"log_config.interval: must be >= 1, got {cfg.log_config.interval}")
+    specs, spec_errors = _specs_or_errors(cfg)
+    errors.extend(spec_errors)
+    for s in specs:
+        errors.extend(check_call(s.builder, s.kwargs, s.path, what=s.type, needs=s.needs))
+    return errors
+
+
+def _import_custom(cfg: TrainConfig) -> list[str]:
+    ci = cfg.custom_imports
+    if ci is None:
+        return []
+    errors = []
+    for k in ci:
+        if k not in ("imports", "allow_failed_imports"):
+            hint = did_you_mean(k, ["imports", "allow_failed_imports"]) or ";"
+            errors.append(f"custom_imports.{k}: unknown key{hint} allowed: imports, allow_failed_imports")
+    imports = ci.get("imports", [])
+    imports = [imports] if isinstance(imports, str) else imports
+    errors.extend(check_type(imports, list[str], "custom_imports.imports"))
+    if errors:
+        return errors
+    for i, name in enumerate(imports):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if not ci.get("allow_failed_imports", False):
+                errors.append(f"custom_imports.imports[{i}]: cannot import {name!r} ({exc})")
+    return errors
+
+
+def _check_registered(reg: Any, sub: Mapping[str, Any], path: str, label: str) -> list[str]:
+    if "type" not in sub:
+        return [f"{path}.type: required key missing; registered {label}s: {', '.join(reg.names())}"]
+    try:
+        fn = reg.get(sub["type"], f"{path}.type")
+    except RegistryError as exc:
+        return [str(exc)]
+    kwargs = _without_type(sub)
+    name = sub["type"] if isinstance(sub["type"], str) else getattr(fn, "__name__", "?")
+    return check_call(fn, kwargs, path, what=name, dry_run=False)
+
+
+def _check_optimizer(opt: Mapping[str, Any]) -> list[str]:
+    if "type" not in opt:
+        return [f"optimizer.type: required key missing; registered optimizers: {', '.join(OPTIMIZERS.names())}"]
+    try:
+        cls = OPTIMIZERS.get(opt["type"], "optimizer.type")
+    except RegistryError as exc:
+        return [str(exc)]
+    kwargs = {k: v for k, v in opt.items() if k not in ("type", "paramwise_cfg", "constructor")}
+    return check_call(cls, kwargs, "optimizer", what=str(opt["type"]), needs=("params",), dry_run=False)
+
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` if :func:`validate` finds nothing; else :class:`ConfigError` listing every problem."""
+    errors = validate(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+# --------------------------------------------------------------------------- building
+
+
+def set_random_seed(seed: int, *, deterministic: bool = False) -> None:
+    """Seed python, NumPy and torch; ``deterministic`` makes torch refuse nondeterministic kernels."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def with_priority(made: Any, priority: int | None) -> Any:
+    """``made`` (a Hook, list of Hooks or factory) with every hook at ``priority`` (``None``: unchanged)."""
+    if priority is None:
+        return made
+    if isinstance(made, Hook):
+        return attrs.evolve(made, priority=priority)
+    if isinstance(made, (list, tuple)):
+        return [with_priority(m, priority) for m in made]
+    if callable(made):
+
+        def factory(ctx: Any) -> Any:
+            return with_priority(made(ctx), priority)
+
+        return factory
+    msg = f"a hook builder returned {made!r}, not a Hook, a list of Hooks or a factory"
+    raise TypeError(msg)
+
+
+@attrs.define
+class Built:
+    """Everything :func:`fsm_trainer.run` needs for a config; ``run_kwargs()`` are its arguments."""
+
+    cfg: TrainConfig
+    table: Any
+    model: Any
+    optimizer: Any
+    datasets: dict[str, Any]
+    data_loaders: list[Any]
+    hooks: list[Any]
+    specs: list[HookSpec]
+    work_dir: Path | None
+    seed: int
+    train_step: Any = None
+    val_step: Any = None
+    meta: dict[str, Any] = attrs.field(factory=dict)
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`fsm_trainer.run` (add ``resume=``, ``logger=`` as needed)."""
+        kw: dict[str, Any] = {
+            "data_loaders": self.data_loaders, "model": self.model, "optimizer": self.optimizer,
+            "hooks": self.hooks, "work_dir": self.work_dir, "meta": self.meta,
+        }
+        if self.train_step is not None:
+            kw["train_step"], kw["val_step"] = self.train_step, self.val_step
+        return kw
+
+
+def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int) -> Any:
+    """mmcv-style DataLoader for ``split``: ``samples_per_gpu`` per batch; train shuffles by ``seed``.
+
+    The train loader has a :class:`~fsm_trainer.sampler.ResumableSampler`, so a resumed run
+    continues the same data order mid-epoch.
+    """
+    from torch.utils.data import DataLoader
+
+    from fsm_trainer.sampler import resumable_loader
+
+    data = cfg.data
+    over = dict(getattr(data, f"{split}_dataloader"))
+    bs = over.pop("samples_per_gpu", data.samples_per_gpu)
+    nw = over.pop("workers_per_gpu", data.workers_per_gpu)
+    shuffle = over.pop("shuffle", split == "train")
+    persistent = over.pop("persistent_workers", data.persistent_workers) and nw > 0
+    if split == "train":
+        return resumable_loader(dataset, bs, seed=seed, shuffle=shuffle, num_workers=nw,
+                                persistent_workers=persistent, **over)
+    return DataLoader(dataset, batch_size=bs, shuffle=shuffle, num_workers=nw, persistent_workers=persistent, **over)
+
+
+def build_datasets(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], list[Any]]:
+    """``({"train": ds, "val": ds?}, one loader per workflow entry)``."""
+    datasets = {"train": DATASETS.build(cfg.data.train, "data.train")}
+    if cfg.data.val is not None and (cfg.evaluation is not None or any(m == "val" for m, _ in cfg.workflow)):
+        datasets["val"] = DATASETS.build(cfg.data.val, "data.val")
+    loaders = {split: build_loader(ds, cfg, split, seed) for split, ds in datasets.items()}
+    return datasets, [loaders[mode] for mode, _ in cfg.workflow]
+
+
+def build_table(cfg: TrainConfig) -> Any:
+    """The transition table of ``cfg.workflow`` and ``cfg.runner``."""
+    from fsm_trainer.transitions import compile_workflow
+
+    r = cfg.runner
+    if r.by == "epoch":
+        return compile_workflow(list(cfg.workflow), max_epochs=r.max_epochs)
+    return compile_workflow(list(cfg.workflow), max_iters=r.max_iters)
+
+
+def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | None = None,
+          build_data: bool = True, meta: Mapping[str, Any] | None = None) -> Built:
+    """Validate ``cfg`` and build its model, optimizer, loaders, table and hooks.
+
+    Args:
+        cfg: a structured config.
+        work_dir: overrides ``cfg.work_dir``.
+        seed: overrides ``cfg.seed``; seeds python/NumPy/torch before the model is built and
+            is the train loader's shuffle seed (``0`` when neither is given: no global seeding).
+        build_data: ``False`` skips datasets and loaders (``data_loaders`` is empty).
+        meta: extra run metadata (``exp_name``...).
+
+    Raises:
+        ConfigError: :func:`validate` found problems.
+    """
+    from fsm_trainer.optim import build_optimizer
+
+    check_config(cfg)
+    seed = cfg.seed if seed is None else seed
+    if seed is not None:
+        set_random_seed(seed, deterministic=cfg.deterministic)
+    elif cfg.deterministic:
+        set_random_seed(0, deterministic=True)
+    model = MODELS.build(cfg.model, "model")
+    opt_cfg = dict(cfg.optimizer)
+    opt_cfg["type"] = OPTIMIZERS.get(opt_cfg["type"], "optimizer.type")
+    optimizer = build_optimizer(model, opt_cfg)
+    datasets, loaders = build_datasets(cfg, seed or 0) if build_data else ({}, [])
+    table = build_table(cfg)
+    specs = hook_specs(cfg)
+    hooks, amp = [], None
+    for s in specs:
+        kwargs = dict(s.kwargs)
+        if "dataloader" in s.needs:
+            kwargs["dataloader"] = build_loader(datasets["val"], cfg, "val", seed or 0) if build_data else None
+        made = s.builder(**kwargs)
+        amp = getattr(made, "amp", amp)
+        hooks.append(with_priority(made, s.priority))
+    train_step = val_step = None
+    if amp is not None:
+        train_step, val_step = amp.steps(model, optimizer, by=table.by)
+    wd = work_dir if work_dir is not None else cfg.work_dir
+    return Built(cfg, table, model, optimizer, datasets, loaders, hooks, specs,
+                 Path(wd) if wd is not None else None, seed or 0, train_step, val_step,
+                 {"seed": seed, **(meta or {})})
+
+
+__all__ = [
+    "Built", "HookSpec", "build", "build_datasets", "build_loader", "build_table", "check_call", "check_config",
+    "hook_specs", "set_random_seed", "validate", "with_priority",
+]

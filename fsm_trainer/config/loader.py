@@ -1,0 +1,343 @@
+"""Reading config files: Python (mmcv style), YAML, TOML and JSON, with ``_base_`` inheritance.
+
+What mmcv 1.7.2's ``Config.fromfile`` does, as plain functions over plain dicts:
+
+* A Python config is executed and its top-level names are the config, except names starting
+  with ``__``, modules and functions (classes are kept, so ``type=MyNet`` works).
+* ``_base_ = 'base.py'`` or a list of files (relative to the config), of any supported format:
+  the bases are merged first (a key defined by two bases is an error), then the file's own
+  keys are merged into them; a dict merges key by key, anything else replaces.
+* ``_delete_=True`` inside a dict replaces the base's dict instead of merging into it.
+* ``{{ _base_.a.b }}`` in a file is the value of ``a.b`` in its bases; ``{{ fileDirname }}``,
+  ``{{ fileBasename }}``, ``{{ fileBasenameNoExtension }}``, ``{{ fileExtname }}`` are
+  substituted in the text before it is read.
+* ``--cfg-options a.b=1 c=[1,2] d.0.e=x`` overrides keys (:func:`parse_options`, parsed
+  as mmcv's ``DictAction``); a digit key indexes a list.
+
+>>> merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}})
+{'a': {'b': 3, 'c': 2}}
+>>> merge({"a": {"b": 1, "c": 2}}, {"a": {"_delete_": True, "b": 3}})
+{'a': {'b': 3}}
+>>> apply_options({"lr_config": {"step": [8, 11]}}, parse_options(["lr_config.step=[4,6]", "seed=1"]))
+{'lr_config': {'step': [4, 6]}, 'seed': 1}
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import types
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fsm_trainer.errors import FsmTrainerError
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+SUFFIXES = (".py", ".yaml", ".yml", ".toml", ".json")
+
+
+class ConfigError(FsmTrainerError, ValueError):
+    """A config is invalid. ``errors`` lists every problem found, each naming its key path."""
+
+    def __init__(self, errors: str | Iterable[str], source: str | None = None) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(dict.fromkeys(errors))
+        self.source = source
+        head = f"invalid config {source}" if source else "invalid config"
+        n = len(self.errors)
+        lines = [f"{head}: {n} error{'s' if n != 1 else ''}", *(f"  {e}" for e in self.errors)]
+        super().__init__("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _substitute_predefined(text: str, path: Path) -> str:
+    values = {
+        "fileDirname": str(path.parent).replace("\\", "/"),
+        "fileBasename": path.name,
+        "fileBasenameNoExtension": path.stem,
+        "fileExtname": path.suffix,
+    }
+    for key, value in values.items():
+        text = re.sub(r"\{\{\s*" + key + r"\s*\}\}", lambda _, v=value: v, text)  # type: ignore[misc]
+    return text
+
+
+def _placeholders(text: str) -> tuple[str, dict[str, str]]:
+    """Replace ``{{ _base_.x.y }}`` by unique quoted strings; return the text and their meaning."""
+    found: dict[str, str] = {}
+
+    def repl(m: re.Match[str]) -> str:
+        key = f"_fsm_base_{m.group(1)}_{uuid.uuid4().hex[:8]}"
+        found[key] = m.group(1)
+        return f'"{key}"'
+
+    return re.sub(r"\{\{\s*" + BASE_KEY + r"\.([\w.]+)\s*\}\}", repl, text), found
+
+
+def _resolve_placeholders(obj: Any, names: Mapping[str, str], base: Mapping[str, Any], path: Path) -> Any:
+    if isinstance(obj, str) and obj in names:
+        value: Any = base
+        for part in names[obj].split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                msg = f"{path}: {{{{ _base_.{names[obj]} }}}} names a key its bases do not define"
+                raise ConfigError(msg)
+            value = value[part]
+        return copy.deepcopy(value)
+    if isinstance(obj, dict):
+        return {k: _resolve_placeholders(v, names, base, path) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_resolve_placeholders(v, names, base, path) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_resolve_placeholders(v, names, base, path) for v in obj)
+    return obj
+
+
+def _exec_python(text: str, path: Path) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": f"fsm_trainer_config_{path.stem}"}
+    try:
+        code = compile(text, str(path), "exec")
+    except SyntaxError as exc:
+        msg = f"{path}:{exc.lineno}: syntax error: {exc.msg}"
+        raise ConfigError(msg) from None
+    try:
+        exec(code, namespace)
+    except Exception as exc:
+        msg = f"{path}: running the config raised {type(exc).__name__}: {exc}"
+        raise ConfigError(msg) from exc
+    return {
+        k: v for k, v in namespace.items()
+        if not k.startswith("__") and not isinstance(v, (types.ModuleType, types.FunctionType))
+    }
+
+
+def _parse(text: str, path: Path) -> Any:
+    suffix = path.suffix
+    if suffix == ".py":
+        return _exec_python(text, path)
+    try:
+        if suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                msg = f"{path}: YAML configs need PyYAML: pip install pyyaml"
+                raise ConfigError(msg) from None
+            return yaml.safe_load(text)
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                try:
+                    import tomli as tomllib
+                except ImportError:
+                    msg = f"{path}: TOML configs on Python 3.10 need tomli: pip install tomli"
+                    raise ConfigError(msg) from None
+            return tomllib.loads(text)
+        return json.loads(text)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        msg = f"{path}: cannot parse {suffix[1:].upper()}: {exc}"
+        raise ConfigError(msg) from None
+
+
+def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one config file and its ``_base_`` files into a plain dict.
+
+    Raises:
+        ConfigError: missing file, unsupported suffix, syntax error, a cycle of bases, a key
+            defined by two bases, or a dict merged into a non-dict.
+    """
+    path = Path(path).expanduser().resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        msg = f"_base_ files form a cycle: {chain}"
+        raise ConfigError(msg)
+    if not path.is_file():
+        msg = f"{path}: no such config file"
+        raise ConfigError(msg)
+    if path.suffix not in SUFFIXES:
+        msg = f"{path}: unsupported config format {path.suffix!r}; allowed: {', '.join(SUFFIXES)}"
+        raise ConfigError(msg)
+    text = _substitute_predefined(path.read_text(encoding="utf-8"), path)
+    text, names = _placeholders(text)
+    data = _parse(text, path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        msg = f"{path}: a config must be a mapping at the top level, got {type(data).__name__}"
+        raise ConfigError(msg)
+    if BASE_KEY not in data:
+        if names:
+            msg = f"{path}: uses {{{{ _base_.… }}}} but has no _base_"
+            raise ConfigError(msg)
+        return data
+    bases = data.pop(BASE_KEY)
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        msg = f"{path}: _base_ must be a file name or a list of them, got {bases!r}"
+        raise ConfigError(msg)
+    merged: dict[str, Any] = {}
+    for b in bases:
+        cfg = load_file(path.parent / b, (*_seen, path))
+        dup = sorted(merged.keys() & cfg.keys())
+        if dup:
+            msg = f"{path}: keys defined by more than one _base_ file: {', '.join(dup)}"
+            raise ConfigError(msg)
+        merged.update(cfg)
+    data = _resolve_placeholders(data, names, merged, path)
+    return merge(merged, data, source=str(path))
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def merge(base: Any, child: Mapping[str, Any], *, allow_list_keys: bool = False, source: str = "",
+          _path: str = "") -> Any:
+    """``child`` merged into a copy of ``base`` (mmcv's ``Config._merge_a_into_b``).
+
+    Dicts merge key by key unless the child's dict has ``_delete_=True``; other values
+    replace. With ``allow_list_keys``, a digit key in ``child`` indexes a list in ``base``.
+    """
+    out: Any = list(base) if isinstance(base, list) else dict(base)
+    for k, v in child.items():
+        where = f"{_path}.{k}" if _path else str(k)
+        if allow_list_keys and isinstance(out, list) and isinstance(k, str) and k.isdigit():
+            i = int(k)
+            if i >= len(out):
+                msg = f"{where}: index {i} is past the end of a list of {len(out)}"
+                raise ConfigError(msg)
+            out[i] = merge(out[i], v, allow_list_keys=True, source=source, _path=where) if isinstance(v, dict) else v
+            continue
+        if isinstance(v, dict):
+            v = dict(v)
+            delete = v.pop(DELETE_KEY, False)
+            if k in out and not delete:
+                allowed = (dict, list) if allow_list_keys else (dict,)
+                if not isinstance(out[k], allowed):
+                    msg = (
+                        f"{where}: is a dict here but a {type(out[k]).__name__} in the base config"
+                        f"{f' ({source})' if source else ''}; add _delete_=True to replace it"
+                    )
+                    raise ConfigError(msg)
+                out[k] = merge(out[k], v, allow_list_keys=allow_list_keys, source=source, _path=where)
+            else:
+                out[k] = _strip_delete(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _strip_delete(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip_delete(v) for k, v in obj.items() if k != DELETE_KEY}
+    if isinstance(obj, list):
+        return [_strip_delete(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- --cfg-options
+
+
+def _scalar(text: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text in ("None", "null"):
+        return None
+    return text
+
+
+def _split_top(text: str, where: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth < 0:
+                msg = f"--cfg-options {where}: unbalanced brackets"
+                raise ConfigError(msg)
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if depth != 0:
+        msg = f"--cfg-options {where}: unbalanced brackets"
+        raise ConfigError(msg)
+    parts.append(cur)
+    return parts
+
+
+def parse_value(text: str, where: str = "value") -> Any:
+    """A ``--cfg-options`` value as mmcv's ``DictAction`` reads it.
+
+    >>> parse_value("[1,2]"), parse_value("(0.9, 0.999)"), parse_value("a,b"), parse_value("true")
+    ([1, 2], (0.9, 0.999), ['a', 'b'], True)
+    >>> parse_value("[(1,2),[x]]")
+    [(1, 2), ['x']]
+    """
+    val = text.strip().strip("'\"").replace(" ", "")
+    if val.startswith("(") and val.endswith(")"):
+        inner, kind = val[1:-1], tuple
+    elif val.startswith("[") and val.endswith("]"):
+        inner, kind = val[1:-1], list
+    elif "," not in val:
+        return _scalar(val)
+    else:
+        inner, kind = val, list
+    items = [parse_value(p, where) for p in _split_top(inner, where)] if inner else []
+    return kind(items)
+
+
+def parse_options(options: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}``.
+
+    Raises:
+        ConfigError: an option without ``=`` or with unbalanced brackets.
+    """
+    out: dict[str, Any] = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            msg = f"--cfg-options {opt!r}: expected KEY=VALUE, e.g. lr_config.step=[8,11]"
+            raise ConfigError(msg)
+        out[key.strip()] = parse_value(value, key)
+    return out
+
+
+def apply_options(cfg: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with dotted ``options`` merged in (mmcv's ``merge_from_dict``; digit keys index lists)."""
+    nested: dict[str, Any] = {}
+    for full_key, value in options.items():
+        d = nested
+        *parents, last = full_key.split(".")
+        for k in parents:
+            d = d.setdefault(k, {})
+            if not isinstance(d, dict):
+                msg = f"--cfg-options {full_key}: {k!r} is set both as a value and as a parent key"
+                raise ConfigError(msg)
+        d[last] = value
+    return merge(cfg, nested, allow_list_keys=True, source="--cfg-options")  # type: ignore[no-any-return]
+
+
+def load_config(path: str | Path, options: Iterable[str] | Mapping[str, Any] = ()) -> dict[str, Any]:
+    """The merged config dict of ``path`` with ``--cfg-options`` applied (not yet validated)."""
+    cfg = load_file(path)
+    opts = options if isinstance(options, Mapping) else parse_options(options)
+    return apply_options(cfg, opts) if opts else cfg
+
+
+__all__ = [
+    "BASE_KEY", "DELETE_KEY", "SUFFIXES", "ConfigError", "apply_options", "load_config", "load_file", "merge",
+    "parse_options", "parse_value",
+]
