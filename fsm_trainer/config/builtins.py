@@ -112,7 +112,7 @@ def GradientCumulativeFp16OptimizerHook(cumulative_iters: int = 1, **kwargs: Any
 
 GradientCumulativeFp16OptimizerHook.__signature__ = inspect.signature(Fp16OptimizerHook)  # type: ignore[attr-defined]
 
-# Hooks from modules other engineers own; imported when a config names them.
+# Hooks of other modules, imported only when a config names them.
 _LAZY_HOOKS = {
     "TensorboardLoggerHook": "fsm_trainer.hooks.tensorboard:tensorboard_logger_hook",
     "MlflowLoggerHook": "fsm_trainer.hooks.mlflow:mlflow_logger_hook",

@@ -89,7 +89,7 @@ class DataConfig:
 
 @attrs.frozen(kw_only=True)
 class TrainConfig:
-    """A whole mmcv 1.x training config. See ``docs/configs-cli.md`` for every key."""
+    """A whole mmcv 1.x training config. The README section "Configs and the command line" lists every key."""
 
     model: dict[str, Any]
     data: DataConfig

@@ -292,10 +292,23 @@ def optimizer_hook(
                 optimizer.zero_grad()
             return s
 
+        def after_train_iter_plain(s: TrainState) -> TrainState:
+            # The common case (no clipping, scaling or graph check) without helper calls: it
+            # runs every iteration.
+            loss = s.outputs.get("loss")
+            if loss is None:
+                get_loss(s)  # raises with the message
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return s
+
         on: dict[str, Callable[[TrainState], TrainState]] = {}
         if k > 1:
             on["before_run"] = check_first
             on["after_train_iter"] = after_train_iter_cumulative
+        elif scaler is None and grad_clip is None and not detect_anomalous_params:
+            on["after_train_iter"] = after_train_iter_plain
         else:
             on["after_train_iter"] = after_train_iter
         if scaler is None:
