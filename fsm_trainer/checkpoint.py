@@ -903,33 +903,81 @@ def data_position(ctx: Any, state: TrainState) -> dict[str, Any]:
 
     Epoch-based: the train epoch and the batches of it already consumed (``state.inner_iter``
     in a mid-epoch state). Iter-based: ``(pass, batches taken in the pass)`` of every loader.
+    Distributed, batches are per rank and ``world_size`` says how many ranks there were.
     """
+    from fsm_trainer.dist import get_dist_info
+
+    world = get_dist_info()[1]
+    ranks = {"world_size": world} if world > 1 else {}  # batches are per rank: a position needs the count
     if ctx.table.by == "iter" and ctx.iter_loaders is not None:
-        return {"kind": "iter", "loaders": [[il.epoch, il.index] for il in ctx.iter_loaders]}
-    return {"kind": "epoch", "epoch": state.epoch, "batches": state.inner_iter}
+        return {"kind": "iter", "loaders": [[il.epoch, il.index] for il in ctx.iter_loaders], **ranks}
+    return {"kind": "epoch", "epoch": state.epoch, "batches": state.inner_iter, **ranks}
 
 
-def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dict[str, Any]:
+def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dict[str, Any] | None:
     """The keyword arguments of :func:`save_checkpoint` for a run (``ctx``) resuming at ``state``.
 
     ``state`` must be the position to continue from (the counters already advanced). The
     model, optimizer, every hook's ``state_dict()``, the RNG states, the data position and the
     log buffer are captured now.
+
+    Distributed, every rank must call it at the same point: each rank's RNG states and log
+    buffer are gathered to rank 0 (``rng["ranks"][r]``, ``log_buffer["ranks"][r]``), which gets
+    the arguments; the other ranks get ``None`` and write nothing. Model, optimizer and hook
+    states are rank 0's: data-parallel training keeps them equal on every rank.
     """
     from fsm_trainer import rng
+    from fsm_trainer.dist import gather_objects, get_dist_info
 
-    model = ctx.model.state_dict() if hasattr(ctx.model, "state_dict") else {}
-    hooks = {h.name: h.state_dict() for h in ctx.hooks if h.state_dict is not None}
     buf = None
     if ctx.uses_log_buffer:
         b = ctx.log_buffer
         buf = {"values": b.values, "counts": b.counts, "output": b.output, "ready": b.ready}
+    states = rng.capture()
+    rank, world = get_dist_info()
+    if world > 1:
+        per_rank = gather_objects({"rng": states, "log_buffer": buf})
+        if rank != 0 or per_rank is None:
+            return None
+        states = {**states, "ranks": [p["rng"] for p in per_rank]}
+        if buf is not None:
+            buf = {**buf, "ranks": [p["log_buffer"] for p in per_rank]}
+    model = ctx.model.state_dict() if hasattr(ctx.model, "state_dict") else {}
+    hooks = {h.name: h.state_dict() for h in ctx.hooks if h.state_dict is not None}
     return {
         "state": state, "table": ctx.table, "model": model,
         "optimizer": _optimizer_state(ctx.optimizer) if save_optimizer else None,
-        "hooks": hooks, "rng": rng.capture(), "data": data_position(ctx, state), "log_buffer": buf,
+        "hooks": hooks, "rng": states, "data": data_position(ctx, state), "log_buffer": buf,
         "meta": ctx.meta,
     }
+
+
+def save_snapshot(ctx: Any, state: TrainState, directory: str | Path, name: str, *,
+                  save_optimizer: bool = True, update_latest: bool = True) -> Path:
+    """:func:`snapshot` then :func:`save_checkpoint`, on every rank of a job.
+
+    Rank 0 writes; then every rank waits (a barrier) until the checkpoint is committed, so
+    no rank runs ahead of a checkpoint that may be resumed from. Returns the checkpoint's path
+    on every rank. Other ranks' directories stay untouched.
+    """
+    from fsm_trainer.dist import barrier
+
+    kwargs = snapshot(ctx, state, save_optimizer=save_optimizer)
+    path = Path(directory) / name
+    if kwargs is not None:
+        path = save_checkpoint(directory, name, **kwargs, update_latest=update_latest)
+    barrier()
+    return path
+
+
+def _for_rank(saved: Any, rank: int, world: int) -> Any:
+    """This rank's entry of a per-rank list saved by :func:`snapshot` (rank 0's when the job shrank or grew)."""
+    if not isinstance(saved, dict) or "ranks" not in saved:
+        return saved
+    ranks = saved["ranks"]
+    if len(ranks) == world:
+        return ranks[rank]
+    return {k: v for k, v in saved.items() if k != "ranks"}
 
 
 @attrs.define
@@ -952,8 +1000,25 @@ class Restorer:
             CheckpointError: as :func:`resolve_resume`, or the checkpoint belongs to another
                 workflow; CheckpointMismatchError for another model (with ``strict``).
         """
+        from fsm_trainer.dist import broadcast_object, get_dist_info
+
         search = list(dict.fromkeys([*ctx.checkpoint_dirs, *([ctx.work_dir] if ctx.work_dir else [])]))
-        ck = resolve_resume(resume, search, logger=ctx.logger)
+        if get_dist_info()[1] > 1:
+            # Rank 0 picks the checkpoint and every rank loads that one: ranks scanning the
+            # directory on their own could disagree, and a failed check must stop them all.
+            found: Any = None
+            if get_dist_info()[0] == 0:
+                try:
+                    ck0 = resolve_resume(resume, search, logger=ctx.logger)
+                    found = None if ck0 is None else str(ck0.path)
+                except CheckpointError as exc:
+                    found = exc
+            found = broadcast_object(found)
+            if isinstance(found, CheckpointError):
+                raise found
+            ck = None if found is None else load_checkpoint(found)
+        else:
+            ck = resolve_resume(resume, search, logger=ctx.logger)
         if ck is None:
             return None
         saved, table = ck.table, ctx.table
@@ -994,7 +1059,9 @@ class Restorer:
                 self.ctx.logger.warning("%s holds no state for hook %r; it starts fresh", self.ckpt.path, h.name)
         for name in saved:
             self.ctx.logger.warning("%s holds state for hook %r, which this run does not have", self.ckpt.path, name)
-        buf = self.ckpt.log_buffer
+        from fsm_trainer.dist import get_dist_info
+
+        buf = _for_rank(self.ckpt.log_buffer, *get_dist_info())
         if buf is not None and self.ctx.uses_log_buffer:
             b = self.ctx.log_buffer
             b.values, b.counts, b.output, b.ready = buf["values"], buf["counts"], buf["output"], buf["ready"]
@@ -1003,20 +1070,35 @@ class Restorer:
         """Set the global RNGs to their state at the save."""
         if self.ckpt.rng is not None:
             from fsm_trainer import rng
+            from fsm_trainer.dist import get_dist_info
 
-            rng.restore(self.ckpt.rng)
+            rng.restore(_for_rank(self.ckpt.rng, *get_dist_info()))
+
+    def saved_world_size(self) -> int:
+        """The number of ranks of the run that saved the checkpoint (1 for older checkpoints)."""
+        return int(self.ckpt.data.get("world_size", 1))
+
+    def start_batches(self, inner_iter: int) -> int:
+        """Per-rank batches already done in the saved epoch, on this run's number of ranks.
+
+        The same number on the same number of ranks; else see
+        :func:`fsm_trainer.dist.rescale_position`.
+        """
+        from fsm_trainer.dist import get_dist_info, rescale_position
+
+        return rescale_position(inner_iter, self.saved_world_size(), get_dist_info()[1])
 
     def iter_positions(self) -> list[tuple[int, int]] | None:
-        """``(pass, index)`` per loader for an iter-based run, or ``None``."""
+        """``(pass, index)`` per loader for an iter-based run (on this run's ranks), or ``None``."""
         data = self.ckpt.data
         if data.get("kind") != "iter":
             return None
-        return [(int(e), int(i)) for e, i in data["loaders"]]
+        return [(int(e), self.start_batches(int(i))) for e, i in data["loaders"]]
 
 
 __all__ = [
     "FORMAT", "Checkpoint", "Restorer", "CheckpointError", "CheckpointMismatchError", "CheckpointNotFoundError",
     "CheckpointWriteError", "CorruptCheckpointError", "NotACheckpointError", "cleanup_stale", "decode", "encode",
     "find_latest", "list_checkpoints", "load_checkpoint", "load_model_state", "load_weights", "remove_checkpoint",
-    "resolve_resume", "save_checkpoint", "snapshot", "to_remove", "verify", "write_latest",
+    "resolve_resume", "save_checkpoint", "save_snapshot", "snapshot", "to_remove", "verify", "write_latest",
 ]

@@ -3,6 +3,7 @@
 Commands (``fsm-trainer COMMAND --help`` for each)::
 
     fsm-trainer train CONFIG [--work-dir DIR] [--resume auto|PATH] [--cfg-options K=V ...] [--seed N]
+                             [--launcher none|pytorch]   (under torchrun: docs/distributed.md)
     fsm-trainer show CONFIG            resolved config, hook order per point, transition table
     fsm-trainer plan CONFIG [--out P]  LR/momentum per iteration, val/eval/checkpoint/log points
     fsm-trainer resume WORK_DIR        continue the run in WORK_DIR from its newest checkpoint
@@ -93,16 +94,55 @@ def _dump_config(cfg: Any, work_dir: Path) -> None:
 # --------------------------------------------------------------------------- train / resume
 
 
+def _init_launcher(cfg: Any, launcher: str) -> tuple[int, int]:
+    """``(rank, world_size)``: the process group for ``--launcher pytorch`` (``dist_params``), else ``(0, 1)``."""
+    if launcher == "none":
+        return 0, 1
+    from fsm_trainer.dist import init_dist
+
+    params = dict(cfg.dist_params or {})
+    allowed = {"backend", "timeout_s"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        msg = f"dist_params: unknown keys {unknown}; allowed: {sorted(allowed)}"
+        raise UsageError(msg)
+    try:
+        return init_dist(launcher, **params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _train(cfg: Any, *, config_name: str, work_dir: str | None, resume: str | None, seed: int | None,
-           progress_flag: str) -> int:
+           progress_flag: str, launcher: str = "none") -> int:
+    rank, world = _init_launcher(cfg, launcher)
+    try:
+        return _train_ranked(cfg, config_name=config_name, work_dir=work_dir, resume=resume, seed=seed,
+                             progress_flag=progress_flag, rank=rank, world=world)
+    finally:
+        if launcher != "none":
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                # Tear down together: a rank closing its connections while another still
+                # finishes can abort the other in gloo's destructor.
+                try:
+                    dist.barrier()
+                finally:
+                    dist.destroy_process_group()
+
+
+def _train_ranked(cfg: Any, *, config_name: str, work_dir: str | None, resume: str | None, seed: int | None,
+                  progress_flag: str, rank: int, world: int) -> int:
     from fsm_trainer.config.build import build
     from fsm_trainer.state import TrainState
 
-    progress = _use_progress(progress_flag)
-    logger = _logger(cfg.log_level, progress)
+    progress = _use_progress(progress_flag) and rank == 0
+    # As mmcv's get_logger: ranks other than 0 report errors only.
+    logger = _logger(cfg.log_level if rank == 0 else "ERROR", progress)
     wd = Path(work_dir or cfg.work_dir or Path("work_dirs") / Path(config_name).stem)
-    built = build(cfg, work_dir=wd, seed=seed, meta={"exp_name": Path(config_name).name})
-    _dump_config(cfg if seed is None else _with_seed(cfg, seed), wd)
+    built = build(cfg, work_dir=wd, seed=seed, meta={"exp_name": Path(config_name).name}, distributed=world > 1)
+    if rank == 0:
+        _dump_config(cfg if seed is None else _with_seed(cfg, seed), wd)
     hooks = list(built.hooks)
     if progress:
         from fsm_trainer.hooks.progress import progress_bar_hook
@@ -140,7 +180,7 @@ def _with_seed(cfg: Any, seed: int) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args.config, args.cfg_options)
     return _train(cfg, config_name=args.config, work_dir=args.work_dir, resume=args.resume, seed=args.seed,
-                  progress_flag=args.progress)
+                  progress_flag=args.progress, launcher=args.launcher)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -150,7 +190,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UsageError(msg)
     config = args.config or str(_saved_config(wd))
     cfg = _load(config, args.cfg_options)
-    return _train(cfg, config_name=config, work_dir=str(wd), resume="auto", seed=None, progress_flag=args.progress)
+    return _train(cfg, config_name=config, work_dir=str(wd), resume="auto", seed=None, progress_flag=args.progress,
+                  launcher=args.launcher)
 
 
 # --------------------------------------------------------------------------- show / plan
@@ -332,6 +373,11 @@ def make_parser() -> argparse.ArgumentParser:
         sp.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config keys: a.b=1 c=[1,2] d.0.e=x (mmcv's syntax)")
 
+    def launcher(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--launcher", choices=("none", "pytorch"), default="none",
+                        help="'pytorch': distributed data-parallel under torchrun (process group from its "
+                        "environment, config dist_params); see docs/distributed.md")
+
     def progress(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                         help="tqdm progress bar: auto = only when stderr is a terminal (default)")
@@ -343,6 +389,7 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="auto|PATH", help="'auto' (newest checkpoint in the work dir, if any) "
                    "or a checkpoint path")
     t.add_argument("--seed", type=int, help="overrides the config's seed")
+    launcher(t)
     options(t)
     progress(t)
     t.set_defaults(func=cmd_train)
@@ -368,6 +415,7 @@ def make_parser() -> argparse.ArgumentParser:
                        "'train' wrote there (or --config).")
     r.add_argument("work_dir")
     r.add_argument("--config", help=f"config file (default: WORK_DIR/{SAVED_CONFIG})")
+    launcher(r)
     options(r)
     progress(r)
     r.set_defaults(func=cmd_resume)

@@ -41,6 +41,8 @@ class RunContext:
     """Where checkpoint hooks write; ``resume="auto"`` looks there first."""
     resumed_from: Path | None = None
     """The checkpoint this run resumed from, if any."""
+    parallel_model: Any = None
+    """The DistributedDataParallel wrapper of ``model`` in a ``run(..., distributed=True)``."""
     on_exit: list[Callable[[], None]] = attrs.field(factory=list)
     """Called (last added first) when the run ends, also when it raises."""
 

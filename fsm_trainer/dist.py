@@ -9,6 +9,7 @@ process group, so the same code runs both ways.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -47,7 +48,8 @@ def init_dist(launcher: str = "pytorch", backend: str | None = None, timeout_s: 
 
     Args:
         launcher: only ``"pytorch"`` (torchrun / ``torch.distributed.run``) is supported.
-        backend: ``nccl`` when CUDA is available, else ``gloo``, unless given.
+        backend: ``nccl`` when CUDA is available, else ``gloo``, unless given (``nccl``
+            without CUDA falls back to ``gloo`` with a warning).
         timeout_s: collective timeout.
 
     Returns:
@@ -66,10 +68,26 @@ def init_dist(launcher: str = "pytorch", backend: str | None = None, timeout_s: 
     if is_dist():
         return get_dist_info()
     use_cuda = torch.cuda.is_available()
+    if backend == "nccl" and not use_cuda:
+        # mmcv's configs all say dist_params = dict(backend="nccl"); on CPU that cannot work.
+        logging.getLogger("fsm_trainer").warning("backend 'nccl' needs CUDA, which is not available: using 'gloo'")
+        backend = "gloo"
     backend = backend or ("nccl" if use_cuda else "gloo")
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is not None and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # Workers share torchrun's store across restarts, and the process group's keys of the
+        # failed attempt are still in it: a restarted gloo group reads the dead workers'
+        # addresses and fails to connect. A prefix per attempt keeps the attempts apart.
+        world = int(os.environ["WORLD_SIZE"])
+        agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                              is_master=False, timeout=timeout)
+        store = dist.PrefixStore(f"fsm_trainer/attempt_{restart}", agent)
+        dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]), world_size=world, timeout=timeout)
+    else:
+        dist.init_process_group(backend, init_method="env://", timeout=timeout)
     return get_dist_info()
 
 
@@ -113,6 +131,75 @@ def collect_results(results: Sequence[Any], size: int) -> list[Any] | None:
     if rank != 0:
         return None
     return interleave_results(parts, size)
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (identity in a single process).
+
+    Objects travel pickled between the job's own processes; nothing is read from files.
+    """
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj``, in rank order, on rank 0; ``None`` on the others.
+
+    In a single process: ``[obj]``.
+    """
+    if not is_dist():
+        return [obj]
+    rank, world = get_dist_info()
+    out: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on some rank (every rank must call it; ``flag`` alone without a group)."""
+    if not is_dist():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def rescale_position(batches: int, old_world: int, new_world: int) -> int:
+    """Per-rank batches to skip when a position saved by ``old_world`` ranks resumes on ``new_world``.
+
+    The ranks' first ``k`` batches together are the first ``k * old_world`` batches' worth of
+    the epoch's global order; the resumed ranks start at the first batch boundary at or after
+    that point, so no sample is seen twice and fewer than ``new_world`` batches are skipped.
+
+    >>> rescale_position(3, 2, 2), rescale_position(3, 2, 1), rescale_position(3, 1, 2)
+    (3, 6, 2)
+    """
+    if old_world == new_world:
+        return batches
+    return -(-batches * old_world // new_world)
+
+
+def collect_outputs(outputs: Any, size: int) -> Any:
+    """:func:`collect_results` for per-sample outputs: a tensor (one row per sample) or a list.
+
+    Rank 0 gets the rows of every rank in dataset order (tensors concatenated, on CPU); other
+    ranks get ``None``; a single process gets the first ``size`` rows.
+
+    >>> collect_outputs(torch.arange(4), size=3).tolist()
+    [0, 1, 2]
+    """
+    if not isinstance(outputs, torch.Tensor):
+        return collect_results(list(outputs), size)
+    local = outputs.detach().cpu()
+    parts = gather_objects(local)
+    if parts is None:
+        return None
+    if len({p.shape[0] for p in parts}) == 1:  # padded shards: interleave the rows by a reshape
+        return torch.stack(parts, dim=1).reshape(-1, *local.shape[1:])[:size]
+    return torch.stack(interleave_results([list(p.unbind(0)) for p in parts], size))
 
 
 class StepModule(nn.Module):
@@ -160,3 +247,40 @@ def wrap_model(
     return nn.parallel.DistributedDataParallel(
         inner, device_ids=device_ids, find_unused_parameters=find_unused_parameters
     )
+
+
+def loader_num_replicas(loader: Any) -> int:
+    """The ``num_replicas`` of a loader's sampler (or batch sampler's sampler); 1 if it has none."""
+    sampler = getattr(loader, "sampler", None)
+    if not hasattr(sampler, "num_replicas"):
+        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    return int(getattr(sampler, "num_replicas", 1))
+
+
+def prepare(
+    model: Any, optimizer: Any, data_loaders: Sequence[Any], workflow: Sequence[tuple[str, int]],
+    logger: logging.Logger | None = None,
+) -> nn.Module:
+    """What ``run(..., distributed=True)`` does before the loop: check, then wrap ``model`` in DDP.
+
+    Warns about a train loader that is not sharded over the ranks (every rank would then
+    read the whole dataset, and the ranks' batches would repeat each other).
+
+    Raises:
+        RuntimeError: no process group (call :func:`init_dist` first).
+        TypeError: ``model`` is not an ``nn.Module``.
+    """
+    if not is_dist():
+        msg = "run(..., distributed=True) needs a process group: call fsm_trainer.dist.init_dist() (under torchrun)"
+        raise RuntimeError(msg)
+    if not isinstance(model, nn.Module):
+        msg = f"run(..., distributed=True) needs model to be a torch.nn.Module, got {type(model).__name__}"
+        raise TypeError(msg)
+    world = get_dist_info()[1]
+    for i, (loader, (mode, _)) in enumerate(zip(data_loaders, workflow, strict=True)):
+        if mode == "train" and loader_num_replicas(loader) != world:
+            (logger or logging.getLogger("fsm_trainer")).warning(
+                "data_loaders[%d] (train) is not sharded over the %d ranks: every rank reads the whole dataset; "
+                "build it with resumable_loader(..., distributed=True)", i, world,
+            )
+    return wrap_model(model, optimizer)

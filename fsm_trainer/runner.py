@@ -35,7 +35,7 @@ that iteration or epoch are skipped (a stop at ``before_*_iter`` skips the step 
 ``iter`` stays the number of iterations done), then ``after_epoch`` (iter-based) and
 ``after_run`` run.
 
-Resuming (``resume=``, see :mod:`fsm_trainer.checkpoint` and ``docs/checkpoints.md``): the model
+Resuming (``resume=``, see :mod:`fsm_trainer.checkpoint` and the README): the model
 and optimizer are loaded before the run starts; ``before_run`` (and ``before_epoch``,
 iter-based) run as in any run; then the hooks' ``load_state_dict`` are called, the RNG states
 are restored and the loop continues at the saved position. An epoch-based state in a train
@@ -140,6 +140,7 @@ def run(
     meta: dict[str, Any] | None = None,
     resume: str | Path | None = None,
     resume_strict: bool = True,
+    distributed: bool = False,
 ) -> TrainState:
     """Run ``table`` from ``state`` and return the final state.
 
@@ -163,6 +164,13 @@ def run(
             checkpoint, of a directory of checkpoints, or of a ``latest`` file. The
             checkpoint's state replaces ``state``.
         resume_strict: refuse a checkpoint whose model keys or shapes differ from ``model``.
+        distributed: data-parallel training on the current process group
+            (:func:`fsm_trainer.dist.init_dist` first; see ``docs/distributed.md``): ``model``
+            is wrapped in DistributedDataParallel and the train steps go through the wrapper;
+            hooks, checkpoints and ``ctx.model`` see the unwrapped model. Give train loaders
+            sharded over the ranks (``resumable_loader(..., distributed=True)``). Logging and
+            checkpoint hooks are rank-aware whenever a process group of several ranks
+            exists, with or without this flag.
 
     Raises:
         WorkflowError: loaders do not match the workflow (before any data is touched).
@@ -180,11 +188,18 @@ def run(
         table, data_loaders, model, optimizer, wd,
         logger or logging.getLogger("fsm_trainer"), dict(meta or {}),
     )
+    parallel = None
+    if distributed:
+        from fsm_trainer.dist import prepare
+
+        parallel = prepare(model, optimizer, data_loaders, table.workflow, ctx.logger)
+        ctx.parallel_model = parallel
     if train_step is None or val_step is None:
         if model is None and batch_processor is None:
             msg = "give a model (with train_step/val_step, or with loss_fn), batch_processor, or train_step= and val_step="
             raise TypeError(msg)
-        made = make_steps(model, optimizer, loss_fn=loss_fn, batch_processor=batch_processor, by=table.by)
+        made = make_steps(model, optimizer, loss_fn=loss_fn, batch_processor=batch_processor, by=table.by,
+                          parallel=parallel)
         train_step = train_step or made[0]
         val_step = val_step or made[1]
     composed = compose_hooks(build_hooks(hooks, ctx), table, strict=strict)
@@ -195,7 +210,7 @@ def run(
 
         restorer = Restorer.find(resume, ctx, strict=resume_strict)
         if restorer is not None:
-            state = restorer.ckpt.state
+            state = _rescaled(restorer, restorer.ckpt.state, table, ctx.logger)
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     ctx.logger.info("hooks will be executed in the following order:\n%s", composed)
@@ -205,6 +220,19 @@ def run(
     finally:
         for fn in reversed(ctx.on_exit):
             fn()
+
+
+def _rescaled(restorer: Any, s: TrainState, table: TransitionTable, logger: logging.Logger) -> TrainState:
+    """A mid-epoch state saved by another number of ranks, as a position on this run's ranks."""
+    k = restorer.start_batches(s.inner_iter)
+    if table.by != "epoch" or k == s.inner_iter or s.phase < 0 or table.workflow[s.phase][0] != "train":
+        return s
+    logger.warning(
+        "the checkpoint was saved by %d ranks mid-epoch after %d batches per rank; on this run's ranks the "
+        "epoch continues after %d batches per rank (no sample twice; the rest of the epoch is sharded anew)",
+        restorer.saved_world_size(), s.inner_iter, k,
+    )
+    return _TS(s.epoch, s.iter, k, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
 
 
 class _Loop:

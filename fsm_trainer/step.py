@@ -59,6 +59,7 @@ def make_steps(
     loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
     batch_processor: Callable[..., Mapping[str, Any]] | None = None,
     by: str = "epoch",
+    parallel: Any = None,
 ) -> tuple[StepFn, StepFn]:
     """Return ``(train_step, val_step)`` for ``model``.
 
@@ -67,23 +68,30 @@ def make_steps(
     models; as in mmcv, the iter-based runner calls ``val_step(batch)`` without optimizer);
     a plain module with ``loss_fn``.
 
+    ``parallel``: the model wrapped for data-parallel training
+    (:func:`fsm_trainer.dist.wrap_model`). Train steps then go through the wrapper's
+    ``forward``, so that backward synchronises gradients (an mmcv-style model through
+    :class:`~fsm_trainer.dist.StepModule`: ``parallel(batch, "train")``); val steps use
+    ``model`` itself, with no collective.
+
     Raises:
         TypeError: when none of the three applies.
     """
+    fwd = model if parallel is None else parallel
     if batch_processor is not None:
         bp = batch_processor
-        train: StepFn = lambda b: bp(model, b, train_mode=True)  # noqa: E731
+        train: StepFn = lambda b: bp(fwd, b, train_mode=True)  # noqa: E731
         val: StepFn = lambda b: bp(model, b, train_mode=False)  # noqa: E731
         names = ("batch_processor(train_mode=True)", "batch_processor(train_mode=False)")
     elif hasattr(model, "train_step") and hasattr(model, "val_step"):
-        train = lambda b: model.train_step(b, optimizer)  # noqa: E731
+        train = (lambda b: model.train_step(b, optimizer)) if parallel is None else (lambda b: parallel(b, "train"))
         val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else (lambda b: model.val_step(b))
         names = (f"{type(model).__name__}.train_step", f"{type(model).__name__}.val_step")
     elif loss_fn is not None:
         if not isinstance(model, torch.nn.Module):
             msg = f"with loss_fn, model must be a torch.nn.Module, got {type(model).__name__}"
             raise TypeError(msg)
-        train, val = loss_fn_step(model, loss_fn), loss_fn_step(model, loss_fn)
+        train, val = loss_fn_step(fwd, loss_fn), loss_fn_step(model, loss_fn)
         names = ("loss_fn step (train)", "loss_fn step (val)")
     else:
         msg = (

@@ -428,11 +428,12 @@ class Built:
         return kw
 
 
-def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int) -> Any:
+def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int, *, distributed: bool = False) -> Any:
     """mmcv-style DataLoader for ``split``: ``samples_per_gpu`` per batch; train shuffles by ``seed``.
 
     The train loader has a :class:`~fsm_trainer.sampler.ResumableSampler`, so a resumed run
-    continues the same data order mid-epoch.
+    continues the same data order mid-epoch. ``distributed``: every loader is sharded over the
+    ranks of the process group (``samples_per_gpu`` per rank; val in dataset order, padded).
     """
     from torch.utils.data import DataLoader
 
@@ -444,18 +445,18 @@ def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int) -> Any:
     nw = over.pop("workers_per_gpu", data.workers_per_gpu)
     shuffle = over.pop("shuffle", split == "train")
     persistent = over.pop("persistent_workers", data.persistent_workers) and nw > 0
-    if split == "train":
+    if split == "train" or distributed:
         return resumable_loader(dataset, bs, seed=seed, shuffle=shuffle, num_workers=nw,
-                                persistent_workers=persistent, **over)
+                                persistent_workers=persistent, distributed=distributed, **over)
     return DataLoader(dataset, batch_size=bs, shuffle=shuffle, num_workers=nw, persistent_workers=persistent, **over)
 
 
-def build_datasets(cfg: TrainConfig, seed: int) -> tuple[dict[str, Any], list[Any]]:
+def build_datasets(cfg: TrainConfig, seed: int, *, distributed: bool = False) -> tuple[dict[str, Any], list[Any]]:
     """``({"train": ds, "val": ds?}, one loader per workflow entry)``."""
     datasets = {"train": DATASETS.build(cfg.data.train, "data.train")}
     if cfg.data.val is not None and (cfg.evaluation is not None or any(m == "val" for m, _ in cfg.workflow)):
         datasets["val"] = DATASETS.build(cfg.data.val, "data.val")
-    loaders = {split: build_loader(ds, cfg, split, seed) for split, ds in datasets.items()}
+    loaders = {split: build_loader(ds, cfg, split, seed, distributed=distributed) for split, ds in datasets.items()}
     return datasets, [loaders[mode] for mode, _ in cfg.workflow]
 
 
@@ -470,7 +471,7 @@ def build_table(cfg: TrainConfig) -> Any:
 
 
 def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | None = None,
-          build_data: bool = True, meta: Mapping[str, Any] | None = None) -> Built:
+          build_data: bool = True, meta: Mapping[str, Any] | None = None, distributed: bool = False) -> Built:
     """Validate ``cfg`` and build its model, optimizer, loaders, table and hooks.
 
     Args:
@@ -480,6 +481,9 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
             is the train loader's shuffle seed (``0`` when neither is given: no global seeding).
         build_data: ``False`` skips datasets and loaders (``data_loaders`` is empty).
         meta: extra run metadata (``exp_name``...).
+        distributed: shard the loaders over the ranks of the current process group (see
+            :func:`build_loader`), wrap the model in DistributedDataParallel and make the
+            train step go through it (``train_step`` in ``run_kwargs()``).
 
     Raises:
         ConfigError: :func:`validate` found problems.
@@ -496,19 +500,27 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
     opt_cfg = dict(cfg.optimizer)
     opt_cfg["type"] = OPTIMIZERS.get(opt_cfg["type"], "optimizer.type")
     optimizer = build_optimizer(model, opt_cfg)
-    datasets, loaders = build_datasets(cfg, seed or 0) if build_data else ({}, [])
+    datasets, loaders = build_datasets(cfg, seed or 0, distributed=distributed) if build_data else ({}, [])
     table = build_table(cfg)
     specs = hook_specs(cfg)
     hooks, amp = [], None
     for s in specs:
         kwargs = dict(s.kwargs)
         if "dataloader" in s.needs:
-            kwargs["dataloader"] = build_loader(datasets["val"], cfg, "val", seed or 0) if build_data else None
+            kwargs["dataloader"] = (build_loader(datasets["val"], cfg, "val", seed or 0, distributed=distributed)
+                                    if build_data else None)
         made = s.builder(**kwargs)
         amp = getattr(made, "amp", amp)
         hooks.append(with_priority(made, s.priority))
     train_step = val_step = None
-    if amp is not None:
+    if distributed:  # wrapped here so that AMP's steps go through DDP too
+        from fsm_trainer.dist import prepare
+        from fsm_trainer.step import make_steps
+
+        parallel = prepare(model, optimizer, loaders, list(cfg.workflow) if loaders else [])
+        train_step, val_step = (amp.steps if amp is not None else make_steps)(
+            model, optimizer, by=table.by, parallel=parallel)
+    elif amp is not None:
         train_step, val_step = amp.steps(model, optimizer, by=table.by)
     wd = work_dir if work_dir is not None else cfg.work_dir
     return Built(cfg, table, model, optimizer, datasets, loaders, hooks, specs,

@@ -112,8 +112,9 @@ class TrainConfig:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     custom_imports: dict[str, Any] | None = None
     fp16: dict[str, Any] | None = None
-    # mmcv runtime keys accepted for compatibility, without effect on a single-process CPU/GPU run.
+    # With `fsm-trainer train --launcher pytorch`: init_dist's keyword arguments (backend, timeout_s).
     dist_params: dict[str, Any] | None = None
+    # mmcv runtime keys accepted for compatibility, without effect.
     gpu_ids: tuple[int, ...] | None = None
     opencv_num_threads: int | None = None
     mp_start_method: str | None = None
@@ -124,7 +125,7 @@ class TrainConfig:
 
 
 KNOWN_KEYS = tuple(f.name for f in attrs.fields(TrainConfig) if f.name != "variables")
-IGNORED_KEYS = ("dist_params", "gpu_ids", "opencv_num_threads", "mp_start_method", "cudnn_benchmark", "auto_scale_lr")
+IGNORED_KEYS = ("gpu_ids", "opencv_num_threads", "mp_start_method", "cudnn_benchmark", "auto_scale_lr")
 
 
 # --------------------------------------------------------------------------- the converter

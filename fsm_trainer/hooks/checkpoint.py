@@ -19,6 +19,12 @@ Differences from mmcv 1.7.2, on purpose:
 * On SIGTERM or SIGINT (``preempt=True``) the current train iteration (or val epoch of an
   epoch-based run) finishes, a checkpoint is saved and the run stops; ``after_run`` is called.
   A second SIGINT interrupts at once.
+
+Distributed (a process group of several ranks): every rank runs the hook; the ranks' RNG
+states and log buffers are gathered to rank 0, which alone writes (and rotates and cleans up)
+checkpoints, and a barrier after each save keeps every rank behind a committed checkpoint.
+With ``preempt``, the ranks agree at each iteration boundary whether any of them caught a
+signal (one small all-reduce), so they all save and stop at the same iteration.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, save_checkpoint, snapshot, to_remove
+from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, save_snapshot, to_remove
 from fsm_trainer.context import RunContext
+from fsm_trainer.dist import any_rank, get_dist_info
 from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook, HookFn
 from fsm_trainer.priority import Priority
@@ -117,17 +124,22 @@ def checkpoint_hook(
 
         # ------------------------------------------------ the writer (LOWEST)
 
+        rank, world = get_dist_info()
+        agree = preempt and world > 1
+
         def write(resume_at: TrainState, ckpt_name: str) -> Path:
-            path = save_checkpoint(directory, ckpt_name, **snapshot(ctx, resume_at, save_optimizer=save_optimizer))
+            path = save_snapshot(ctx, resume_at, directory, ckpt_name, save_optimizer=save_optimizer)
             ctx.meta.setdefault("hook_msgs", {})["last_ckpt"] = str(path)
             _fault("before_rotate")
-            if max_keep_ckpts > 0:
+            if max_keep_ckpts > 0 and rank == 0:
                 names = [p.name for p in directory.iterdir() if p.is_dir()]
                 for old in to_remove(names, max_keep_ckpts, prefix):
                     remove_checkpoint(directory / old)
             return path
 
         def finish(s: TrainState, resume_at: Callable[[], TrainState], ckpt_name: Callable[[TrainState], str]) -> TrainState:
+            if agree and any_rank(bool(caught)) and not caught:
+                caught.append("a signal on another rank")
             if not pending[0] and not caught:
                 return s
             pending[0] = False
@@ -194,7 +206,7 @@ def checkpoint_hook(
             previous.clear()
 
         def before_run(s: TrainState) -> TrainState:
-            for p in cleanup_stale(directory):
+            for p in cleanup_stale(directory) if rank == 0 else ():
                 ctx.logger.info("removed %s, left by an interrupted save", p)
             ctx.logger.info("Checkpoints will be saved to %s", directory)
             if preempt and threading.current_thread() is threading.main_thread():

@@ -15,6 +15,13 @@ The factory returns two hooks, like the checkpoint hook:
   updated states and resumes exactly. The previous best is removed only once the new one is
   committed (mmcv deletes it first).
 
+Distributed: give the hook a loader sharded over the ranks (``resumable_loader(...,
+shuffle=False, distributed=True)`` or torch's ``DistributedSampler``); every rank predicts its
+slice, rank 0 gathers the outputs and targets in dataset order (dropping the samples the
+sampler repeated to pad the last round, as mmcv's ``collect_results``), computes the metrics and
+sends them to every rank. An unsharded loader is evaluated whole on every rank, and rank 0's
+metrics are used. Only rank 0 writes the best checkpoint.
+
 What the hook keeps lives in the state, ``state.hook_states["EvalHook"]``: the last metrics
 (``last``), ``key``, ``rule``, ``best_score``, ``best_ckpt`` and ``best_at``. It is saved in
 every checkpoint and in :func:`fsm_trainer.serialize.state_to_json`, so the best score
@@ -37,8 +44,9 @@ from typing import Any
 
 import torch
 
-from fsm_trainer.checkpoint import remove_checkpoint, save_checkpoint, snapshot
+from fsm_trainer.checkpoint import remove_checkpoint, save_snapshot
 from fsm_trainer.context import RunContext
+from fsm_trainer.dist import broadcast_object, collect_outputs, get_dist_info, loader_num_replicas
 from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook, HookFn
 from fsm_trainer.hooks.logger_base import EVAL_ITER_KEY, flush_loggers
@@ -231,8 +239,21 @@ def eval_hook(
         initial = [start is not None]
         pending: list[tuple[str, str | None]] = []  # (checkpoint name, previous best path)
 
+        rank, world = get_dist_info()
+        sharded = world > 1 and loader_num_replicas(dataloader) > 1
+
+        def metrics() -> dict[str, Any]:
+            outputs, targets = predict_all(ctx.model, dataloader, predict)
+            if world == 1:
+                return dict(compute(outputs, targets))
+            if sharded:  # each rank saw its slice (padded): rank 0 puts them back in dataset order
+                size = len(dataloader.dataset)
+                outputs, targets = collect_outputs(outputs, size), collect_outputs(targets, size)
+            # Rank 0's metrics for every rank, so the hook states (best score...) stay equal.
+            return broadcast_object(dict(compute(outputs, targets)) if rank == 0 else None)
+
         def evaluate(s: TrainState, done: int, *, may_save: bool) -> TrainState:
-            results = dict(compute(*predict_all(ctx.model, dataloader, predict)))
+            results = metrics()
             buf.output.update(results)
             buf.output[EVAL_ITER_KEY] = _length(dataloader)
             buf.ready = True
@@ -290,8 +311,8 @@ def eval_hook(
             ckpt, previous = pending.pop()
             pending.clear()
             assert directory is not None
-            path = save_checkpoint(directory, ckpt, **snapshot(ctx, resume_at()), update_latest=False)
-            if previous is not None and Path(previous) != path and Path(previous).exists():
+            path = save_snapshot(ctx, resume_at(), directory, ckpt, update_latest=False)
+            if rank == 0 and previous is not None and Path(previous) != path and Path(previous).exists():
                 remove_checkpoint(previous)
                 ctx.logger.info("The previous best checkpoint %s was removed", previous)
             kept = s.hook_states[name]

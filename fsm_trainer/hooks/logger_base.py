@@ -27,6 +27,12 @@ in a train phase, marked by :data:`EVAL_ITER_KEY`), else ``"train"``; its ``epoc
 The last logger in call order always clears the averages after logging, so each interval is
 logged once by every logger (mmcv forces ``reset_flag`` on it in ``before_run``).
 
+Distributed (several ranks): every rank keeps its own buffer and runs the same rules; at each
+point where a logger averages, the averages are then averaged over the ranks (every rank takes
+part), and only rank 0's backend is opened and written to. mmcv instead all-reduces each
+iteration's losses in the model's ``_parse_losses``; the logged value is the same mean for
+equal ``num_samples`` per rank.
+
 Differences from mmcv: mmcv guesses ``"val"`` from a missing ``time`` entry (so a run without
 a timer logs its train lines as val, mmcv#1248); here the eval hook's marker decides. In an
 iter-based run each logger averages val iterations apart from train ones and logs them when
@@ -42,6 +48,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.dist import all_reduce_mean, get_dist_info
 from fsm_trainer.hook import Hook, HookFn, reachable_only
 from fsm_trainer.logbuffer import LogBuffer
 from fsm_trainer.priority import Priority
@@ -160,6 +167,17 @@ def _check_interval(interval: Any) -> None:
         raise ValueError(msg)
 
 
+def _reduced(buf: LogBuffer) -> Callable[[int], None]:
+    """``buf.average`` followed by the mean of the numeric averages over the ranks."""
+
+    def average(n: int) -> None:
+        buf.average(n)
+        numbers = {k: v for k, v in buf.output.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        buf.output.update(all_reduce_mean(numbers))
+
+    return average
+
+
 def logger_hook(
     make_writer: Callable[[RunContext, bool], LogWriter],
     *,
@@ -198,8 +216,11 @@ def logger_hook(
         table = ctx.table
         per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
         ctx.register_logger(name)
-        backend = make_writer(ctx, per_epoch)
+        rank, world = get_dist_info()
+        # Other ranks average with rank 0 but write nothing (no files, no console lines).
+        backend = make_writer(ctx, per_epoch) if rank == 0 else LogWriter(_nothing, _nothing, _nothing)
         write = backend.write
+        average = buf.average if world == 1 else _reduced(buf)
         resets = [reset_flag]
         opened = [False]
 
@@ -245,7 +266,7 @@ def logger_hook(
         def after_train_iter(s: TrainState) -> TrainState:
             n = s.inner_iter + 1 if per_epoch else s.iter + 1
             if n % interval == 0 or (not ignore_last and s.inner_iter + 1 == ctx.loader_len(s.phase)):
-                buf.average(interval)
+                average(interval)
             if buf.ready:
                 log(s)
             return s
@@ -256,7 +277,7 @@ def logger_hook(
             return s
 
         def after_val_epoch(s: TrainState) -> TrainState:
-            buf.average()
+            average(0)
             log(s)
             return s
 
@@ -276,9 +297,11 @@ def logger_hook(
                     val_buf.update(log_vars, out.get("num_samples", 1))
                 return s
 
+            val_average = val_buf.average if world == 1 else _reduced(val_buf)
+
             def flush_val(s: TrainState) -> TrainState:
                 if val_buf.values:
-                    val_buf.average()
+                    val_average(0)
                     write(s, record(s, val_buf.output, val_segment=True))
                     val_buf.clear()
                 return s
