@@ -19,5 +19,5 @@ class HookError(FsmTrainerError, ValueError):
     """A hook is invalid: unknown point, bad priority, unreachable point under ``strict``."""
 
 
-class NoTransition(FsmTrainerError, ValueError):  # noqa: N818 - the name states the fact, as in automat
+class NoTransition(FsmTrainerError, ValueError):
     """No row of the transition table matches the given position and event."""

@@ -26,9 +26,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fsm_trainer import Hook, TrainState, compile_workflow, run  # noqa: E402
-from fsm_trainer.hooks import checkpoint_hook, ema_hook, optimizer_hook, text_logger_hook  # noqa: E402
-from fsm_trainer.sampler import resumable_loader  # noqa: E402
+from fsm_trainer import Hook, TrainState, compile_workflow, run
+from fsm_trainer.hooks import checkpoint_hook, ema_hook, optimizer_hook, text_logger_hook
+from fsm_trainer.sampler import resumable_loader
 
 WORKFLOWS = {
     "epoch": ([("train", 1), ("val", 1)], {"max_epochs": 3}),

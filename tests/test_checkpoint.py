@@ -15,9 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from fsm_trainer import TrainState, compile_workflow, run
+from fsm_trainer import TrainState, compile_workflow, rng, run
 from fsm_trainer import checkpoint as C
-from fsm_trainer import rng
 from fsm_trainer.hooks import checkpoint_hook
 from fsm_trainer.testing import CountingLoader, noop_step
 

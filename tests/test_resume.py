@@ -16,7 +16,7 @@ from fsm_trainer.sampler import ResumableSampler, resumable_loader
 from fsm_trainer.testing import CountingLoader, noop_step, record_trace
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_script import build, final_tensors  # noqa: E402
+from _train_script import build, final_tensors
 
 
 class Crash(Exception):

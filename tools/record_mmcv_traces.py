@@ -32,10 +32,10 @@ from pathlib import Path
 # checkpoint-loading helper ever touches it, so an empty stub is enough.
 sys.modules.setdefault('torchvision', types.ModuleType('torchvision'))
 
-import torch  # noqa: E402
-from mmcv.runner import EpochBasedRunner, Hook, IterBasedRunner  # noqa: E402
 import mmcv.runner.epoch_based_runner as _ebr  # noqa: E402
 import mmcv.runner.iter_based_runner as _ibr  # noqa: E402
+import torch  # noqa: E402
+from mmcv.runner import EpochBasedRunner, Hook, IterBasedRunner  # noqa: E402
 
 # The runners sleep 1-2 s at every epoch transition / loader wrap.
 _no_sleep = types.SimpleNamespace(sleep=lambda s: None, time=time.time)

@@ -123,6 +123,7 @@ _LAZY_HOOKS = {
     "EarlyStoppingHook": "fsm_trainer.hooks.misc:early_stopping_hook",
     "NanGuardHook": "fsm_trainer.hooks.misc:nan_guard_hook",
     "TraceHook": "fsm_trainer.hooks.trace:trace_hook",
+    "SyncBuffersHook": "fsm_trainer.hooks.dist:sync_buffers_hook",
 }
 
 _done = [False]

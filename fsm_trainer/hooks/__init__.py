@@ -8,24 +8,25 @@ from typing import Any
 from fsm_trainer.context import RunContext
 from fsm_trainer.hook import Hook
 from fsm_trainer.hooks.checkpoint import checkpoint_hook as checkpoint_hook
+from fsm_trainer.hooks.dist import sync_buffers_hook as sync_buffers_hook
 from fsm_trainer.hooks.ema import ema_hook as ema_hook
-from fsm_trainer.hooks.logger import text_logger_hook as text_logger_hook
 from fsm_trainer.hooks.eval import eval_hook as eval_hook
+from fsm_trainer.hooks.logger import text_logger_hook as text_logger_hook
 from fsm_trainer.hooks.logger_base import logger_hook as logger_hook
+from fsm_trainer.hooks.lr_updater import lr_updater as lr_updater
 from fsm_trainer.hooks.misc import closure_hook as closure_hook
 from fsm_trainer.hooks.misc import early_stopping_hook as early_stopping_hook
 from fsm_trainer.hooks.misc import empty_cache_hook as empty_cache_hook
 from fsm_trainer.hooks.misc import nan_guard_hook as nan_guard_hook
 from fsm_trainer.hooks.misc import profiler_hook as profiler_hook
 from fsm_trainer.hooks.mlflow import mlflow_logger_hook as mlflow_logger_hook
-from fsm_trainer.hooks.progress import progress_bar_hook as progress_bar_hook
-from fsm_trainer.hooks.tensorboard import tensorboard_logger_hook as tensorboard_logger_hook
-from fsm_trainer.hooks.trace import trace_hook as trace_hook
-from fsm_trainer.hooks.lr_updater import lr_updater as lr_updater
 from fsm_trainer.hooks.momentum_updater import momentum_updater as momentum_updater
 from fsm_trainer.hooks.optimizer import Amp as Amp
 from fsm_trainer.hooks.optimizer import optimizer_hook as optimizer_hook
+from fsm_trainer.hooks.progress import progress_bar_hook as progress_bar_hook
+from fsm_trainer.hooks.tensorboard import tensorboard_logger_hook as tensorboard_logger_hook
 from fsm_trainer.hooks.timer import iter_timer_hook as iter_timer_hook
+from fsm_trainer.hooks.trace import trace_hook as trace_hook
 
 
 def default_hooks(
@@ -42,6 +43,6 @@ def default_hooks(
 __all__ = [
     "Amp", "checkpoint_hook", "closure_hook", "default_hooks", "early_stopping_hook", "ema_hook",
     "empty_cache_hook", "eval_hook", "iter_timer_hook", "logger_hook", "lr_updater", "mlflow_logger_hook",
-    "momentum_updater", "nan_guard_hook", "optimizer_hook", "profiler_hook", "progress_bar_hook",
+    "momentum_updater", "nan_guard_hook", "optimizer_hook", "profiler_hook", "progress_bar_hook", "sync_buffers_hook",
     "tensorboard_logger_hook", "text_logger_hook", "trace_hook"
 ]

@@ -38,11 +38,12 @@ def sync_buffers(module: torch.nn.Module) -> None:
 
 
 def sync_buffers_hook(
-    *, name: str = "SyncBuffersHook", priority: int | str = Priority.NORMAL
+    distributed: bool = True, *, name: str = "SyncBuffersHook", priority: int | str = Priority.NORMAL
 ) -> Callable[[RunContext], Hook]:
     """mmcv's ``SyncBuffersHook``: average model buffers over ranks at the end of each epoch.
 
     In an iter-based run ``after_epoch`` is called once, before ``after_run``, as in mmcv.
+    ``distributed=False`` turns it off (mmcv's argument).
     """
 
     def factory(ctx: RunContext) -> Hook:
@@ -52,6 +53,7 @@ def sync_buffers_hook(
             sync_buffers(model)
             return s
 
-        return Hook(name, priority, reachable_only({"after_epoch": after_epoch}, ctx.table))
+        on = {"after_epoch": after_epoch} if distributed else {}
+        return Hook(name, priority, reachable_only(on, ctx.table))
 
     return factory
