@@ -52,21 +52,32 @@ def _mapping(value: Any, _: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _strict_int(value: Any, _: Any) -> int:
+def strict_int(value: Any, _: Any) -> int:
+    """Structure hook: an int, never a bool, float or numeric string (cattrs would coerce)."""
     if isinstance(value, bool) or not isinstance(value, int):
         msg = f"expected an int, got {type(value).__name__} {value!r:.40}"
         raise TypeError(msg)
     return value
 
 
-def _strict_str(value: Any, _: Any) -> str:
+def strict_float(value: Any, _: Any) -> float:
+    """Structure hook: an int or float, never a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"expected a number, got {type(value).__name__} {value!r:.40}"
+        raise TypeError(msg)
+    return value
+
+
+def strict_str(value: Any, _: Any) -> str:
+    """Structure hook: a string, never a number turned into one."""
     if not isinstance(value, str):
         msg = f"expected a string, got {type(value).__name__} {value!r:.40}"
         raise TypeError(msg)
     return value
 
 
-def _strict_bool(value: Any, _: Any) -> bool:
+def strict_bool(value: Any, _: Any) -> bool:
+    """Structure hook: a bool, never 0/1 or a string."""
     if not isinstance(value, bool):
         msg = f"expected true or false, got {type(value).__name__} {value!r:.40}"
         raise TypeError(msg)
@@ -75,9 +86,9 @@ def _strict_bool(value: Any, _: Any) -> bool:
 
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 # cattrs coerces by default (int("3"), str(3)); data from files must already have the right type.
-converter.register_structure_hook(int, _strict_int)
-converter.register_structure_hook(str, _strict_str)
-converter.register_structure_hook(bool, _strict_bool)
+converter.register_structure_hook(int, strict_int)
+converter.register_structure_hook(str, strict_str)
+converter.register_structure_hook(bool, strict_bool)
 converter.register_unstructure_hook(
     TrainState,
     make_dict_unstructure_fn(

@@ -42,6 +42,7 @@ from cattrs.errors import ForbiddenExtraKeysError
 
 from fsm_trainer.config.loader import ConfigError
 from fsm_trainer.registry import did_you_mean
+from fsm_trainer.serialize import strict_bool, strict_float, strict_int, strict_str
 
 Mode = Literal["train", "val"]
 
@@ -131,34 +132,6 @@ IGNORED_KEYS = ("gpu_ids", "opencv_num_threads", "mp_start_method", "cudnn_bench
 # --------------------------------------------------------------------------- the converter
 
 
-def _strict_int(value: Any, _: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"expected an int, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
-    return value
-
-
-def _strict_float(value: Any, _: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"expected a number, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
-    return value
-
-
-def _strict_str(value: Any, _: Any) -> str:
-    if not isinstance(value, str):
-        msg = f"expected a string, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
-    return value
-
-
-def _strict_bool(value: Any, _: Any) -> bool:
-    if not isinstance(value, bool):
-        msg = f"expected True or False, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
-    return value
-
-
 def _mapping(value: Any, _: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         msg = f"expected a dict, got {type(value).__name__} {value!r:.40}"
@@ -235,10 +208,10 @@ def _literal_hook_factory(t: Any) -> Any:
 
 
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-converter.register_structure_hook(int, _strict_int)
-converter.register_structure_hook(float, _strict_float)
-converter.register_structure_hook(str, _strict_str)
-converter.register_structure_hook(bool, _strict_bool)
+converter.register_structure_hook(int, strict_int)
+converter.register_structure_hook(float, strict_float)
+converter.register_structure_hook(str, strict_str)
+converter.register_structure_hook(bool, strict_bool)
 converter.register_structure_hook_func(lambda t: t == dict[str, Any], _mapping)
 converter.register_structure_hook_func(lambda t: t is Any, lambda v, _: v)
 converter.register_structure_hook_func(lambda t: t is type(None), lambda v, _: v)
