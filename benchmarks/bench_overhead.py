@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_overhead.py [--iters 2000] [--rounds 7]``.
 
 Each round runs every variant once, interleaved, on the same data; the figure per variant
-is the median over rounds of (time / iterations), and overhead is that minus the raw loop's.
+is the median over rounds of (time / iterations), and its overhead the median over rounds of
+the difference to the raw loop of the same round, with the interquartile range.
 
 * ``noop``: a step that does no torch work (its ``loss.backward()`` and the optimizer are
   no-ops), so the difference to the raw loop is pure machinery: state records, hook dispatch,
@@ -120,12 +121,15 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fn(step, optimizer)
                 times[name].append((time.perf_counter() - t0) / n * 1e6)
-        base = statistics.median(times["raw"])
         print(f"\n{label}: {n} iterations x {args.rounds} rounds, median us/iter")
-        print(f"  {'variant':<12} {'us/iter':>9} {'overhead':>9}")
+        print(f"  {'variant':<12} {'us/iter':>9} {'overhead':>9} {'IQR of overhead':>17}")
         for name in variants:
             med = statistics.median(times[name])
-            print(f"  {name:<12} {med:9.2f} {med - base:+9.2f}")
+            # Overhead per round against the raw loop of the same round, so slow drifts of the
+            # machine cancel; the spread says how far to trust a difference between variants.
+            diffs = sorted(t - r for t, r in zip(times[name], times["raw"], strict=True))
+            q1, q3 = diffs[len(diffs) // 4], diffs[(3 * len(diffs)) // 4]
+            print(f"  {name:<12} {med:9.2f} {statistics.median(diffs):+9.2f} {q1:+8.2f}..{q3:+.2f}")
 
 
 if __name__ == "__main__":
