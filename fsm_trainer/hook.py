@@ -123,6 +123,19 @@ def reachable_only(on: Mapping[str, HookFn], table: TransitionTable) -> dict[str
     return {p: f for p, f in on.items() if p in points}
 
 
+def resolve_by_epoch(name: str, by_epoch: bool | None, table: TransitionTable) -> bool:
+    """A hook's ``by_epoch``: the table's kind when ``None``; ``True`` is refused in an iter-based run.
+
+    Raises:
+        HookError: ``by_epoch=True`` with an iter-based table, whose epoch points never fire.
+    """
+    per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
+    if per_epoch and table.by == "iter":
+        msg = f"{name}: by_epoch=True needs an epoch-based table; this run is iter-based"
+        raise HookError(msg)
+    return per_epoch
+
+
 def _fn_at(hook: Hook, site: str, by: str) -> HookFn | None:
     fn = hook.on.get(site)
     if fn is None and by == "epoch":

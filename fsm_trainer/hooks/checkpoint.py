@@ -39,7 +39,7 @@ from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, sav
 from fsm_trainer.context import RunContext
 from fsm_trainer.dist import any_rank, get_dist_info
 from fsm_trainer.errors import HookError
-from fsm_trainer.hook import Hook, HookFn
+from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState, make_state
 from fsm_trainer.transitions import transition
@@ -88,10 +88,7 @@ def checkpoint_hook(
 
     def factory(ctx: RunContext) -> list[Hook]:
         table = ctx.table
-        per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
-        if per_epoch and table.by == "iter":
-            msg = f"{name}: by_epoch=True needs an epoch-based table; this run is iter-based"
-            raise HookError(msg)
+        per_epoch = resolve_by_epoch(name, by_epoch, table)
         if out_dir is None:
             if ctx.work_dir is None:
                 msg = f"{name} needs run(..., work_dir=...) or out_dir="

@@ -48,7 +48,7 @@ from fsm_trainer.checkpoint import remove_checkpoint, save_snapshot
 from fsm_trainer.context import RunContext
 from fsm_trainer.dist import broadcast_object, collect_outputs, get_dist_info, loader_num_replicas
 from fsm_trainer.errors import HookError
-from fsm_trainer.hook import Hook, HookFn
+from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
 from fsm_trainer.hooks.logger_base import EVAL_ITER_KEY, flush_loggers
 from fsm_trainer.metrics import Metric, combine
 from fsm_trainer.priority import Priority
@@ -221,10 +221,7 @@ def eval_hook(
 
     def factory(ctx: RunContext) -> list[Hook]:
         table = ctx.table
-        per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
-        if per_epoch and table.by == "iter":
-            msg = f"{name}: by_epoch=True needs an epoch-based table; this run is iter-based"
-            raise HookError(msg)
+        per_epoch = resolve_by_epoch(name, by_epoch, table)
         directory: Path | None = None
         if save_best is not None:
             if out_dir is not None:

@@ -13,7 +13,7 @@ import attrs
 
 from fsm_trainer.context import RunContext
 from fsm_trainer.errors import FsmTrainerError, HookError
-from fsm_trainer.hook import POINTS, Hook, HookFn, reachable_only
+from fsm_trainer.hook import POINTS, Hook, HookFn, reachable_only, resolve_by_epoch
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState, make_state
 
@@ -129,10 +129,7 @@ def profiler_hook(
         from torch import profiler
 
         table = ctx.table
-        per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
-        if per_epoch and table.by == "iter":
-            msg = f"{name}: by_epoch=True needs an epoch-based table"
-            raise HookError(msg)
+        per_epoch = resolve_by_epoch(name, by_epoch, table)
         limit = table.max_epochs if per_epoch else ctx.max_iters
         if limit is not None and limit < profile_iters:
             units = "epochs" if per_epoch else "iterations"
