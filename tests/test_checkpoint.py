@@ -111,13 +111,66 @@ def test_truncated_tensor_file_is_detected(tmp_path):
 
 @pytest.mark.parametrize("fname", [C.TENSOR_FILE, C.STATE_FILE])
 def test_flipped_byte_is_detected(tmp_path, fname):
-    """One flipped byte in a data file fails its sha256 check (safetensors alone would not notice)."""
+    """One flipped byte in a data file fails its checksum (safetensors alone would not notice)."""
     path = _save(tmp_path)
     f = path / fname
     raw = bytearray(f.read_bytes())
     raw[len(raw) - 5] ^= 0x01
     f.write_bytes(bytes(raw))
-    with pytest.raises(C.CorruptCheckpointError, match="sha256"):
+    with pytest.raises(C.CorruptCheckpointError, match=r"checksum \(xxh3_128\) does not match"):
+        C.load_checkpoint(path)
+
+
+def test_checksum_false_skips_only_the_tensor_hash(tmp_path):
+    """checksum=False loads a tensor file with a flipped byte, but still checks sizes and state."""
+    path = _save(tmp_path)
+    f = path / C.TENSOR_FILE
+    raw = bytearray(f.read_bytes())
+    raw[-3] ^= 0x10
+    f.write_bytes(bytes(raw))
+    assert C.load_checkpoint(path, checksum=False).state.iter == 7
+    f.write_bytes(bytes(raw[:-1]))
+    with pytest.raises(C.CorruptCheckpointError, match="truncated"):
+        C.load_checkpoint(path, checksum=False)
+    s = path / C.STATE_FILE
+    s.write_bytes(s.read_bytes().replace(b'"iter":7', b'"iter":8'))
+    with pytest.raises(C.CorruptCheckpointError, match=C.STATE_FILE):
+        C.load_checkpoint(path, checksum=False)
+
+
+def _as_format_1(path: Path) -> None:
+    """Rewrite a checkpoint's manifest the way format 1 wrote it (sha256 everywhere)."""
+    import hashlib
+    import json
+
+    manifest = json.loads((path / C.MANIFEST).read_text())
+    files = {f: {"bytes": info["bytes"], "sha256": hashlib.sha256((path / f).read_bytes()).hexdigest()}
+             for f, info in manifest["files"].items()}
+    body = {"format": "fsm_trainer.checkpoint/1", "files": files, "order": manifest["order"]}
+    manifest = {**body, "sha256": hashlib.sha256(C._canonical(body)).hexdigest()}
+    (path / C.MANIFEST).write_bytes(C._canonical(manifest))
+
+
+def test_format_1_sha256_checkpoints_still_load_and_verify(tmp_path):
+    """Checkpoints of the first format (sha256 checksums) load, and a flipped byte is still caught."""
+    m = _model()
+    path = _save(tmp_path, model=m)
+    _as_format_1(path)
+    ck = C.load_checkpoint(path)
+    assert all(torch.equal(ck.model[k], v) for k, v in m.state_dict().items())
+    f = path / C.TENSOR_FILE
+    raw = bytearray(f.read_bytes())
+    raw[-3] ^= 0x10
+    f.write_bytes(bytes(raw))
+    with pytest.raises(C.CorruptCheckpointError, match=r"checksum \(sha256\) does not match"):
+        C.load_checkpoint(path)
+
+
+def test_unknown_format_is_refused_naming_the_known_ones(tmp_path):
+    path = _save(tmp_path)
+    mpath = path / C.MANIFEST
+    mpath.write_bytes(mpath.read_bytes().replace(b"checkpoint/2", b"checkpoint/9"))
+    with pytest.raises(C.CorruptCheckpointError, match=r"checkpoint/9.*is not one of.*checkpoint/1.*checkpoint/2"):
         C.load_checkpoint(path)
 
 
