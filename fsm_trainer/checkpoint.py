@@ -824,8 +824,27 @@ def load_model_state(model: Any, state_dict: Mapping[str, torch.Tensor], *, stri
             raise CheckpointMismatchError(text + "; pass strict=False to load the keys that fit")
         (logger or _log).warning("%s; loading the %d keys that fit", text, len(own) - len(missing) - len(shapes))
     fit = {k: v for k, v in state_dict.items() if k in own and k not in shapes}
-    model.load_state_dict(fit, strict=False)
+    from fsm_trainer.dist import fsdp_load_model, is_fsdp
+
+    if is_fsdp(model):  # a collective: every rank loads the same full state dict
+        fsdp_load_model(model, fit)
+    else:
+        model.load_state_dict(fit, strict=False)
     return missing, unexpected, shapes
+
+
+def load_optimizer_state(model: Any, optimizer: Any, saved: Any) -> None:
+    """Load ``saved`` (``Optimizer.state_dict()`` layout, or a dict of them for a dict of
+    optimizers) into ``optimizer``; through FSDP's full-state loading when ``model`` is sharded
+    (a collective)."""
+    from fsm_trainer.dist import fsdp_load_optimizer, is_fsdp
+
+    pairs = [(o, saved[k]) for k, o in optimizer.items()] if isinstance(optimizer, Mapping) else [(optimizer, saved)]
+    for o, sd in pairs:
+        if is_fsdp(model):
+            fsdp_load_optimizer(model, o, sd)
+        else:
+            o.load_state_dict(sd)
 
 
 def _numpy_globals() -> list[Any]:
@@ -930,11 +949,18 @@ def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dic
     Distributed, every rank must call it at the same point: each rank's RNG states and log
     buffer are gathered to rank 0 (``rng["ranks"][r]``, ``log_buffer["ranks"][r]``), which gets
     the arguments; the other ranks get ``None`` and write nothing. Model, optimizer and hook
-    states are rank 0's: data-parallel training keeps them equal on every rank.
+    states are rank 0's: data-parallel training keeps them equal on every rank. A model sharded
+    by FSDP is gathered into full, unsharded state dicts (model, optimizer in
+    ``Optimizer.state_dict()`` layout, hook tensors), so the checkpoint loads anywhere.
     """
     from fsm_trainer import rng
-    from fsm_trainer.dist import gather_objects, get_dist_info
+    from fsm_trainer.dist import fsdp_state_dicts, full_tensors, gather_objects, get_dist_info, is_fsdp
 
+    sharded = None
+    if is_fsdp(ctx.model):  # collectives: every rank takes part, rank 0 gets full tensors
+        msd, osd = fsdp_state_dicts(ctx.model, ctx.optimizer if save_optimizer else None)
+        hooks_full = full_tensors({h.name: h.state_dict() for h in ctx.hooks if h.state_dict is not None})
+        sharded = (msd, osd, hooks_full)
     buf = None
     if ctx.uses_log_buffer:
         b = ctx.log_buffer
@@ -948,11 +974,15 @@ def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dic
         states = {**states, "ranks": [p["rng"] for p in per_rank]}
         if buf is not None:
             buf = {**buf, "ranks": [p["log_buffer"] for p in per_rank]}
-    model = ctx.model.state_dict() if hasattr(ctx.model, "state_dict") else {}
-    hooks = {h.name: h.state_dict() for h in ctx.hooks if h.state_dict is not None}
+    if sharded is not None:
+        model, opt_state, hooks = sharded
+    else:
+        model = ctx.model.state_dict() if hasattr(ctx.model, "state_dict") else {}
+        hooks = {h.name: h.state_dict() for h in ctx.hooks if h.state_dict is not None}
+        opt_state = _optimizer_state(ctx.optimizer) if save_optimizer else None
     return {
         "state": state, "table": ctx.table, "model": model,
-        "optimizer": _optimizer_state(ctx.optimizer) if save_optimizer else None,
+        "optimizer": opt_state,
         "hooks": hooks, "rng": states, "data": data_position(ctx, state), "log_buffer": buf,
         "meta": ctx.meta,
     }
@@ -1042,11 +1072,8 @@ class Restorer:
         if ctx.optimizer is not None:
             if ck.optimizer is None:
                 ctx.logger.warning("%s has no optimizer state (save_optimizer=False); the optimizer starts fresh", ck.path)
-            elif isinstance(ctx.optimizer, Mapping):
-                for k, o in ctx.optimizer.items():
-                    o.load_state_dict(ck.optimizer[k])
             else:
-                ctx.optimizer.load_state_dict(ck.optimizer)
+                load_optimizer_state(ctx.model, ctx.optimizer, ck.optimizer)
         ctx.resumed_from = ck.path
         s = ck.state
         ctx.logger.info("resumed from %s: epoch %d, iter %d, inner_iter %d, %s", ck.path, s.epoch, s.iter,
@@ -1119,6 +1146,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "load_model_state",
+    "load_optimizer_state",
     "load_weights",
     "remove_checkpoint",
     "resolve_resume",

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -224,29 +225,246 @@ class StepModule(nn.Module):
 def wrap_model(
     model: nn.Module, optimizer: Any = None, *, fsdp: bool = False, find_unused_parameters: bool = False
 ) -> nn.Module:
-    """Wrap ``model`` for data-parallel training on the current process group.
+    """Wrap ``model`` in DistributedDataParallel for data-parallel training.
 
     mmcv-style models (with ``train_step``) are wrapped through :class:`StepModule`, so call
     the result as ``wrapped(batch, "train")``; plain modules are wrapped directly. On CUDA the
-    model is moved to ``LOCAL_RANK``'s device first. ``fsdp=True`` uses FullyShardedDataParallel
-    instead of DistributedDataParallel.
+    model is moved to ``LOCAL_RANK``'s device first. For sharded training use
+    :func:`shard_model` (``fsdp=True`` here is kept as a shortcut to it and returns the
+    sharded ``model`` itself; the optimizer must then be the one :func:`shard_model` returns).
     """
     if not is_dist():
         msg = "wrap_model needs an initialised process group (call init_dist() under torchrun)"
         raise RuntimeError(msg)
+    if fsdp:
+        shard_model(model, None)
+        return model
     inner: nn.Module = StepModule(model, optimizer) if hasattr(model, "train_step") else model
     device_ids = None
     if torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
         inner = inner.to(device)
         device_ids = [device.index]
-    if fsdp:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        return FullyShardedDataParallel(inner)
     return nn.parallel.DistributedDataParallel(
         inner, device_ids=device_ids, find_unused_parameters=find_unused_parameters
     )
+
+
+# --------------------------------------------------------------------------- FSDP
+
+
+def is_fsdp(model: Any) -> bool:
+    """Whether ``model`` was sharded by FSDP (``torch.distributed.fsdp.fully_shard``)."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        return False
+    return isinstance(model, FSDPModule)
+
+
+def _coalesced_broadcast(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
+    """Broadcast ``tensors`` from ``src`` with one collective per dtype."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    with torch.no_grad():
+        for group in by_dtype.values():
+            flat = torch.cat([t.detach().reshape(-1) for t in group])
+            dist.broadcast(flat, src)
+            offset = 0
+            for t in group:
+                n = t.numel()
+                t.copy_(flat[offset: offset + n].view_as(t))
+                offset += n
+
+
+def _broadcast_buffers_before_train_forward(module: nn.Module, _args: Any) -> None:
+    # As DistributedDataParallel does: rank 0's buffers (BatchNorm statistics) before each
+    # training forward, so the ranks agree and a checkpoint's rank-0 copy is the run's.
+    if module.training and torch.is_grad_enabled():
+        _coalesced_broadcast(list(module.buffers()))
+
+
+def rebuild_optimizer(optimizer: Any, names: Mapping[int, str], model: nn.Module) -> Any:
+    """The same optimizer (class, param groups and their hyperparameters) on ``model``'s current
+    parameters, matched by name (``names``: ``id(old parameter) -> name`` taken before the
+    parameters were replaced). A dict of optimizers is rebuilt one by one.
+
+    Raises:
+        ValueError: the optimizer already has state (rebuilding would drop it), or holds a
+            tensor that is not one of the model's parameters.
+    """
+    if optimizer is None:
+        return None
+    if isinstance(optimizer, Mapping):
+        return {k: rebuild_optimizer(o, names, model) for k, o in optimizer.items()}
+    if optimizer.state:
+        msg = ("FSDP replaces the model's parameters, so the optimizer is rebuilt on the sharded ones; this "
+               "optimizer already has state (momentum...), which would be lost: give a fresh optimizer and "
+               "restore its state with resume= instead")
+        raise ValueError(msg)
+    new = dict(model.named_parameters())
+    groups = []
+    for i, g in enumerate(optimizer.param_groups):
+        params = []
+        for p in g["params"]:
+            if id(p) not in names:
+                msg = f"optimizer param group {i} holds a tensor of shape {tuple(p.shape)} that is not a parameter of the model"
+                raise ValueError(msg)
+            params.append(new[names[id(p)]])
+        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": params})
+    try:
+        return type(optimizer)(groups, **optimizer.defaults)
+    except TypeError:  # an optimizer whose defaults are not its constructor's arguments
+        return type(optimizer)(groups)
+
+
+def shard_model(model: nn.Module, optimizer: Any = None, *, modules: Sequence[type[nn.Module]] = ()) -> Any:
+    """Shard ``model`` over the ranks with FSDP (``fully_shard``, in place); return the optimizer
+    to use, rebuilt on the sharded parameters.
+
+    Rank 0's parameters and buffers are broadcast first (as DistributedDataParallel does), so
+    every rank starts from the same model. Submodules that are instances of ``modules`` (e.g.
+    transformer blocks) become their own FSDP units, which bounds the memory of the gathered
+    parameters to one unit at a time; the root is always one. Buffers are not sharded: rank 0's
+    are broadcast before each training forward, as DistributedDataParallel does.
+
+    The model keeps its class (FSDP makes it a subclass), its parameter names and its
+    ``forward``/``train_step``: steps call it directly. Its parameters become sharded
+    DTensors; :func:`fsm_trainer.checkpoint.snapshot` and ``resume=`` save and load full,
+    unsharded state dicts, so a checkpoint of a sharded run loads anywhere.
+
+    Raises:
+        RuntimeError: no process group.
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: see :func:`rebuild_optimizer`.
+    """
+    if not is_dist():
+        msg = "shard_model needs an initialised process group (call init_dist() under torchrun)"
+        raise RuntimeError(msg)
+    if not isinstance(model, nn.Module):
+        msg = f"FSDP needs model to be a torch.nn.Module, got {type(model).__name__}"
+        raise TypeError(msg)
+    if is_fsdp(model):
+        msg = "the model is already sharded; give the optimizer built on its sharded parameters"
+        raise ValueError(msg)
+    from torch.distributed.fsdp import fully_shard
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    if optimizer is not None:  # checked before anything changes
+        rebuild_optimizer(optimizer, names, model)
+    if torch.cuda.is_available():
+        model.to(torch.device("cuda", torch.cuda.current_device()))
+    _coalesced_broadcast([*model.parameters(), *model.buffers()])
+    types = tuple(modules)
+    if types:
+        for m in list(model.modules()):
+            if m is not model and isinstance(m, types):
+                fully_shard(m)
+    fully_shard(model)
+    if any(True for _ in model.buffers()):
+        model.register_forward_pre_hook(_broadcast_buffers_before_train_forward)
+    return rebuild_optimizer(optimizer, names, model)
+
+
+def full_tensors(obj: Any) -> Any:
+    """``obj`` with every sharded DTensor replaced by its full tensor on CPU (a collective per
+    DTensor: every rank must call it); other values are returned as they are."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(obj, DTensor):
+        return obj.full_tensor().cpu()
+    if isinstance(obj, dict):
+        return {k: full_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(full_tensors(v) for v in obj)
+    return obj
+
+
+def copy_full_(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst.copy_(src)`` where ``dst`` may be a sharded DTensor and ``src`` a full tensor
+    (every rank holds ``src``; each copies its own shard, no communication)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(dst, DTensor) and not isinstance(src, DTensor):
+        src = distribute_tensor(src.to(dst.device), dst.device_mesh, dst.placements, src_data_rank=None)
+    dst.copy_(src)
+
+
+def scalar(t: Any) -> float:
+    """A Python float of a scalar tensor, also of a DTensor (a gradient norm under FSDP)."""
+    full = getattr(t, "full_tensor", None)
+    return float(full() if full is not None else t)
+
+
+def _param_names(model: nn.Module) -> dict[int, str]:
+    return {id(p): n for n, p in model.named_parameters()}
+
+
+def fsdp_state_dicts(model: nn.Module, optimizer: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Full (unsharded) model and optimizer state dicts of a sharded ``model`` on rank 0, in
+    the layout of an unsharded model's: the optimizer's state keyed by parameter index, as
+    ``Optimizer.state_dict()`` gives it. Other ranks get ``({}, None)``. Every rank must call it.
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    msd = get_model_state_dict(model, options=opts)
+    names = _param_names(model)
+
+    def one(o: Any) -> Any:
+        fqn = get_optimizer_state_dict(model, o, options=opts)
+        if not fqn:
+            return None
+        order = [names[id(p)] for g in o.param_groups for p in g["params"]]
+        index = {n: i for i, n in enumerate(order)}
+        groups, start = [], 0
+        for g_saved, g in zip(fqn["param_groups"], o.param_groups, strict=True):
+            n = len(g["params"])
+            groups.append({**{k: v for k, v in g_saved.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
+        return {"state": {index[k]: v for k, v in fqn["state"].items()}, "param_groups": groups}
+
+    if optimizer is None:
+        osd = None
+    elif isinstance(optimizer, Mapping):
+        osd = {k: one(o) for k, o in optimizer.items()}
+        osd = osd if all(v is not None for v in osd.values()) else None
+    else:
+        osd = one(optimizer)
+    if get_dist_info()[0] != 0:
+        return {}, None
+    return msd, osd
+
+
+def fsdp_load_model(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load a full state dict into a sharded ``model`` (every rank, each holding the dict)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, dict(state_dict), options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def fsdp_load_optimizer(model: nn.Module, optimizer: Any, state_dict: Mapping[str, Any]) -> None:
+    """Load an ``Optimizer.state_dict()``-layout state (parameter indices) into the optimizer
+    of a sharded ``model`` (every rank, each holding the dict)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    names = _param_names(model)
+    order = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    saved_groups = state_dict["param_groups"]
+    if len(saved_groups) != len(optimizer.param_groups) or any(
+            len(a["params"]) != len(b["params"]) for a, b in zip(saved_groups, optimizer.param_groups, strict=True)):
+        msg = "the saved optimizer state has other parameter groups than this optimizer"
+        raise ValueError(msg)
+    fqn = {
+        "state": {order[int(i)]: v for i, v in state_dict["state"].items()},
+        "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]} for g in saved_groups],
+    }
+    set_optimizer_state_dict(model, optimizer, fqn, options=StateDictOptions(full_state_dict=True))
 
 
 def loader_num_replicas(loader: Any) -> int:
@@ -257,11 +475,42 @@ def loader_num_replicas(loader: Any) -> int:
     return int(getattr(sampler, "num_replicas", 1))
 
 
+STRATEGIES = ("ddp", "fsdp")
+"""The values of ``run(..., distributed=...)`` (``True`` means ``"ddp"``)."""
+
+
+def check_strategy(distributed: Any) -> str | None:
+    """``"ddp"``, ``"fsdp"`` or ``None`` (no data parallelism) for a ``distributed=`` value.
+
+    Raises:
+        ValueError: any other value, naming the allowed ones.
+    """
+    if distributed is False or distributed is None:
+        return None
+    if distributed is True:
+        return "ddp"
+    if isinstance(distributed, str) and distributed.lower() in STRATEGIES:
+        return distributed.lower()
+    msg = f"distributed={distributed!r}; allowed: False, True (= 'ddp'), 'ddp', 'fsdp'"
+    raise ValueError(msg)
+
+
+@attrs.frozen
+class Prepared:
+    """What :func:`prepare` made: the module train steps go through and the optimizer to use."""
+
+    parallel: nn.Module | None
+    """The DistributedDataParallel wrapper; ``None`` under FSDP, where the model itself is sharded."""
+    optimizer: Any
+    """The run's optimizer: the one given (DDP) or the same rebuilt on the sharded parameters (FSDP)."""
+
+
 def prepare(
     model: Any, optimizer: Any, data_loaders: Sequence[Any], workflow: Sequence[tuple[str, int]],
-    logger: logging.Logger | None = None,
-) -> nn.Module:
-    """What ``run(..., distributed=True)`` does before the loop: check, then wrap ``model`` in DDP.
+    logger: logging.Logger | None = None, *, strategy: str = "ddp", shard_modules: Sequence[type[nn.Module]] = (),
+) -> Prepared:
+    """What ``run(..., distributed=...)`` does before the loop: check, then wrap ``model`` in
+    DDP (``strategy="ddp"``) or shard it with FSDP (``"fsdp"``, see :func:`shard_model`).
 
     Warns about a train loader that is not sharded over the ranks (every rank would then
     read the whole dataset, and the ranks' batches would repeat each other).
@@ -269,12 +518,14 @@ def prepare(
     Raises:
         RuntimeError: no process group (call :func:`init_dist` first).
         TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: an unknown strategy; under FSDP, an optimizer with state.
     """
+    strategy = check_strategy(strategy) or "ddp"
     if not is_dist():
-        msg = "run(..., distributed=True) needs a process group: call fsm_trainer.dist.init_dist() (under torchrun)"
+        msg = "run(..., distributed=...) needs a process group: call fsm_trainer.dist.init_dist() (under torchrun)"
         raise RuntimeError(msg)
     if not isinstance(model, nn.Module):
-        msg = f"run(..., distributed=True) needs model to be a torch.nn.Module, got {type(model).__name__}"
+        msg = f"run(..., distributed=...) needs model to be a torch.nn.Module, got {type(model).__name__}"
         raise TypeError(msg)
     world = get_dist_info()[1]
     for i, (loader, (mode, _)) in enumerate(zip(data_loaders, workflow, strict=True)):
@@ -283,4 +534,8 @@ def prepare(
                 "data_loaders[%d] (train) is not sharded over the %d ranks: every rank reads the whole dataset; "
                 "build it with resumable_loader(..., distributed=True)", i, world,
             )
-    return wrap_model(model, optimizer)
+    if strategy == "fsdp":
+        if is_fsdp(model):  # sharded by the caller, optimizer built on the shards
+            return Prepared(None, optimizer)
+        return Prepared(None, shard_model(model, optimizer, modules=shard_modules))
+    return Prepared(wrap_model(model, optimizer), optimizer)

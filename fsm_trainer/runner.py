@@ -140,7 +140,7 @@ def run(
     meta: dict[str, Any] | None = None,
     resume: str | Path | None = None,
     resume_strict: bool = True,
-    distributed: bool = False,
+    distributed: bool | str = False,
 ) -> TrainState:
     """Run ``table`` from ``state`` and return the final state.
 
@@ -165,12 +165,16 @@ def run(
             checkpoint's state replaces ``state``.
         resume_strict: refuse a checkpoint whose model keys or shapes differ from ``model``.
         distributed: data-parallel training on the current process group
-            (:func:`fsm_trainer.dist.init_dist` first; see ``docs/distributed.md``): ``model``
-            is wrapped in DistributedDataParallel and the train steps go through the wrapper;
-            hooks, checkpoints and ``ctx.model`` see the unwrapped model. Give train loaders
-            sharded over the ranks (``resumable_loader(..., distributed=True)``). Logging and
-            checkpoint hooks are rank-aware whenever a process group of several ranks
-            exists, with or without this flag.
+            (:func:`fsm_trainer.dist.init_dist` first; see the README's distributed section).
+            ``True`` or ``"ddp"``: ``model`` is wrapped in DistributedDataParallel and the train
+            steps go through the wrapper; hooks, checkpoints and ``ctx.model`` see the
+            unwrapped model. ``"fsdp"``: ``model`` is sharded in place with FSDP
+            (:func:`fsm_trainer.dist.shard_model`) and ``optimizer`` is rebuilt on the sharded
+            parameters (``ctx.optimizer`` is the one in use; it must have no state yet);
+            checkpoints hold full, unsharded state dicts. Give train loaders sharded over the
+            ranks (``resumable_loader(..., distributed=True)``). Logging and checkpoint hooks
+            are rank-aware whenever a process group of several ranks exists, with or without
+            this flag.
 
     Raises:
         WorkflowError: loaders do not match the workflow (before any data is touched).
@@ -180,6 +184,9 @@ def run(
             checkpoint, or one of another workflow or model (before any data is touched).
     """
     _check_loaders(table, data_loaders)
+    from fsm_trainer.dist import check_strategy
+
+    strategy = check_strategy(distributed)
     if not isinstance(state, TrainState):
         msg = f"state must be a TrainState, got {type(state).__name__}"
         raise TypeError(msg)
@@ -189,11 +196,12 @@ def run(
         logger or logging.getLogger("fsm_trainer"), dict(meta or {}),
     )
     parallel = None
-    if distributed:
+    if strategy is not None:
         from fsm_trainer.dist import prepare
 
-        parallel = prepare(model, optimizer, data_loaders, table.workflow, ctx.logger)
-        ctx.parallel_model = parallel
+        prepared = prepare(model, optimizer, data_loaders, table.workflow, ctx.logger, strategy=strategy)
+        parallel = ctx.parallel_model = prepared.parallel
+        optimizer = ctx.optimizer = prepared.optimizer
     if train_step is None or val_step is None:
         if model is None and batch_processor is None:
             msg = "give a model (with train_step/val_step, or with loss_fn), batch_processor, or train_step= and val_step="

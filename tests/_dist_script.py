@@ -1,7 +1,7 @@
 """A tiny data-parallel training run for the distributed tests, launched by torchrun.
 
     torchrun --standalone --nproc-per-node 2 [--max-restarts 1] tests/_dist_script.py WORK_DIR \
-        [--kill-at N] [--kill-rank R]
+        [--kill-at N] [--kill-rank R] [--fsdp]
 
 Every rank trains an MLP with dropout and BatchNorm on a learnable 3-class problem (train
 loader sharded by ``resumable_loader(distributed=True)``), evaluates on a val set of odd size
@@ -11,6 +11,9 @@ each rank writes its weights to ``WORK_DIR/final_rank<r>.safetensors``, and rank
 ``WORK_DIR/result.json``: the eval hook's last metrics and the same metrics computed in one
 process over the whole val set. ``--kill-at N`` makes rank ``--kill-rank`` SIGKILL itself when
 train iteration N starts, in the first attempt only (torchrun's restart count 0).
+
+``--fsdp`` shards the model with FSDP instead of DDP and adds an EMA hook (sharded EMA
+state); rank 0 then writes the full, gathered tensors and every rank its own buffers.
 
 ``build(distributed=False)`` gives the same run for one process (the different-world-size test).
 """
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fsm_trainer import Hook, TrainState, compile_workflow, run
 from fsm_trainer.dist import init_dist
-from fsm_trainer.hooks import checkpoint_hook, eval_hook, optimizer_hook, text_logger_hook
+from fsm_trainer.hooks import checkpoint_hook, ema_hook, eval_hook, optimizer_hook, text_logger_hook
 from fsm_trainer.hooks.dist import sync_buffers_hook
 from fsm_trainer.sampler import resumable_loader
 
@@ -67,16 +70,18 @@ def dataset(n: int, seed: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(x, (x @ w).argmax(1))
 
 
-def build(*, distributed: bool) -> dict[str, Any]:
+def build(*, distributed: bool | str, ema: bool = False) -> dict[str, Any]:
     """``run`` keyword arguments (and ``table``) of the test run on this process's ranks."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    train = resumable_loader(dataset(N_TRAIN, 0), BATCH, seed=0, shuffle=True, distributed=distributed)
-    val = resumable_loader(dataset(N_VAL, 1), 4, shuffle=False, distributed=distributed)
+    sharded = bool(distributed)
+    train = resumable_loader(dataset(N_TRAIN, 0), BATCH, seed=0, shuffle=True, distributed=sharded)
+    val = resumable_loader(dataset(N_VAL, 1), 4, shuffle=False, distributed=sharded)
     hooks: list[Any] = [
-        optimizer_hook(), text_logger_hook(interval=2), sync_buffers_hook(),
+        optimizer_hook(grad_clip={"max_norm": 5.0}), text_logger_hook(interval=2), sync_buffers_hook(),
+        *([ema_hook(momentum=0.1)] if ema else []),
         eval_hook(val, ["accuracy", "cross_entropy"], save_best="accuracy"),
         checkpoint_hook(1, max_keep_ckpts=2),
         checkpoint_hook(4, by_epoch=False, max_keep_ckpts=2, name="IterCheckpoint"),
@@ -86,9 +91,16 @@ def build(*, distributed: bool) -> dict[str, Any]:
 
 
 def final_tensors(model: nn.Module, optimizer: Any) -> dict[str, torch.Tensor]:
-    """Weights, buffers and momentum buffers, for comparing runs and ranks."""
-    out = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    for k, v in optimizer.state_dict()["state"].items():
+    """Weights, buffers and momentum buffers, for comparing runs and ranks (full tensors on
+    rank 0 and ``{}`` on the others for a sharded model: a collective then)."""
+    from fsm_trainer.dist import fsdp_state_dicts, is_fsdp
+
+    if is_fsdp(model):
+        msd, osd = fsdp_state_dicts(model, optimizer)
+    else:
+        msd, osd = model.state_dict(), optimizer.state_dict()
+    out = {f"model.{k}": v.detach().clone() for k, v in msd.items()}
+    for k, v in (osd or {"state": {}})["state"].items():
         out[f"momentum.{k}"] = v["momentum_buffer"].clone()
     return out
 
@@ -107,25 +119,41 @@ def main() -> int:
     p.add_argument("work_dir")
     p.add_argument("--kill-at", type=int)
     p.add_argument("--kill-rank", type=int, default=1)
+    p.add_argument("--fsdp", action="store_true")
     args = p.parse_args()
     rank, world = init_dist("pytorch")
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, stream=sys.stderr, format="%(message)s")
-    kw = build(distributed=True)
+    kw = build(distributed="fsdp" if args.fsdp else True, ema=args.fsdp)
     first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
     if args.kill_at is not None and rank == args.kill_rank and first_attempt:
         kw["hooks"].append(kill_hook(args.kill_at))
+    seen: list[Any] = []  # the run's context, to reach the optimizer it used
+
+    def keep_ctx(ctx: Any) -> Hook:
+        seen.append(ctx)
+        return Hook("KeepContext", "LOWEST", {})
+
+    kw["hooks"].append(keep_ctx)
     table = kw.pop("table")
     final = run(TrainState(), table, work_dir=args.work_dir, resume="auto", **kw)
     from safetensors.torch import save_file
 
-    wd = Path(args.work_dir)
-    save_file(final_tensors(kw["model"], kw["optimizer"]), str(wd / f"final_rank{rank}.safetensors"))
-    if rank == 0:
-        from fsm_trainer.hooks.eval import eval_state, predict_all
-        from fsm_trainer.metrics import combine
+    from fsm_trainer.hooks.eval import eval_state, predict_all
+    from fsm_trainer.metrics import combine
 
-        whole = torch.utils.data.DataLoader(dataset(N_VAL, 1), batch_size=4)
-        direct = dict(combine(["accuracy", "cross_entropy"])(*predict_all(kw["model"], whole)))
+    wd = Path(args.work_dir)
+    model = kw["model"]
+    tensors = final_tensors(model, seen[0].optimizer)  # under FSDP, run() rebuilt the optimizer
+    if args.fsdp:  # gathered on rank 0; every rank's own buffers, to check they agree
+        if rank == 0:
+            save_file(tensors, str(wd / "final_full.safetensors"))
+        save_file({k: b.clone() for k, b in model.named_buffers()}, str(wd / f"buffers_rank{rank}.safetensors"))
+    else:
+        save_file(tensors, str(wd / f"final_rank{rank}.safetensors"))
+    # With FSDP every rank must take part in a forward: all evaluate the whole val set.
+    whole = torch.utils.data.DataLoader(dataset(N_VAL, 1), batch_size=4)
+    direct = dict(combine(["accuracy", "cross_entropy"])(*predict_all(model, whole))) if args.fsdp or rank == 0 else {}
+    if rank == 0:
         last = eval_state(final)["last"]
         (wd / "result.json").write_text(json.dumps({
             "hook": last["metrics"], "direct": direct, "iter": final.iter, "epoch": final.epoch, "world": world,

@@ -123,6 +123,138 @@ def test_cli_train_with_pytorch_launcher(tmp_path):
     assert r.stdout.count("done: epoch 1") == 1  # rank 1 logs errors only
 
 
+@pytest.fixture(scope="module")
+def fsdp_reference(tmp_path_factory):
+    """One uninterrupted 2-rank FSDP run (with an EMA hook) of the test script."""
+    wd = tmp_path_factory.mktemp("fsdp") / "ref"
+    r = torchrun(SCRIPT, str(wd), "--fsdp")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return wd
+
+
+@pytest.mark.slow
+def test_fsdp_trains_evaluates_and_saves_full_state(fsdp_reference):
+    """FSDP: loss falls, eval over the sharded val set equals every-rank direct eval, the ranks'
+    buffers agree, and rank 0 alone writes checkpoints holding full, unsharded state."""
+    wd = fsdp_reference
+    records = [json.loads(line) for line in next(wd.glob("*.log.json")).read_text().splitlines()]
+    losses = [rec["loss"] for rec in records if rec.get("mode") == "train"]
+    assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses
+    assert all("grad_norm" in rec for rec in records if rec.get("mode") == "train")
+    result = json.loads((wd / "result.json").read_text())
+    assert result["hook"] == result["direct"] and (result["iter"], result["epoch"]) == (15, 3)
+    b0, b1 = (load_file(str(wd / f"buffers_rank{r}.safetensors")) for r in (0, 1))
+    assert tensors_equal(b0, b1) == []
+    assert len(list(wd.glob("*.log"))) == 1
+    ck = load_checkpoint(wd / "epoch_3")
+    final = load_file(str(wd / "final_full.safetensors"))
+    assert set(ck.model) == {k[len("model."):] for k in final if k.startswith("model.")}
+    assert ck.model["net.0.weight"].shape == (16, 6)  # full, not a shard
+    assert ck.optimizer["param_groups"][0]["params"] == list(range(6))
+    assert sorted(ck.optimizer["state"]) == list(range(6))
+    assert ck.optimizer["state"][0]["momentum_buffer"].shape == (16, 6)
+    assert ck.hooks["EMAHook"]["ema"]["net.0.weight"].shape == (16, 6)
+
+
+@pytest.mark.slow
+def test_fsdp_killed_worker_resumes_bit_identical(fsdp_reference, tmp_path):
+    """FSDP, rank 1 SIGKILLed mid-epoch, restarted by torchrun: the gathered final weights,
+    momentum buffers and buffers equal the uninterrupted run's."""
+    wd = tmp_path / "killed"
+    r = torchrun(SCRIPT, str(wd), "--fsdp", "--kill-at", "9", restarts=1)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "resumed from" in out and "iter_8" in out
+    got, want = (load_file(str(d / "final_full.safetensors")) for d in (wd, fsdp_reference))
+    assert len(want) == 15 and tensors_equal(got, want) == []
+    ema_got, ema_want = (load_checkpoint(d / "epoch_3").hooks["EMAHook"]["ema"] for d in (wd, fsdp_reference))
+    assert tensors_equal(ema_got, ema_want) == []
+
+
+@pytest.mark.slow
+def test_fsdp_checkpoint_resumes_in_one_process(fsdp_reference, tmp_path):
+    """The full state dicts of an FSDP checkpoint load into an unsharded model, optimizer and EMA."""
+    from _dist_script import build
+
+    kw = build(distributed=False, ema=True)
+    table = kw.pop("table")
+    shutil.copytree(fsdp_reference / "epoch_2", tmp_path / "from" / "epoch_2")
+    final = run(TrainState(), table, work_dir=tmp_path / "wd", resume=tmp_path / "from" / "epoch_2", **kw)
+    assert (final.epoch, final.iter) == (3, 10 + 10)
+    assert kw["optimizer"].state_dict()["state"][0]["momentum_buffer"].shape == (16, 6)
+
+
+@pytest.mark.slow
+def test_cli_train_with_fsdp_wrapper(tmp_path):
+    """``model_wrapper_cfg=dict(type="MMFullyShardedDataParallel")`` under torchrun trains and checkpoints."""
+    r = torchrun("-m", "fsm_trainer.cli", "train", str(ROOT / "configs" / "digits_mlp.py"), "--launcher", "pytorch",
+                 "--work-dir", str(tmp_path / "wd"), "--progress", "off", "--cfg-options", "runner.max_epochs=1",
+                 "data.samples_per_gpu=256", "dist_params.backend=gloo",
+                 "model_wrapper_cfg.type=MMFullyShardedDataParallel", "model_wrapper_cfg.shard_modules=[Linear]")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ck = load_checkpoint(tmp_path / "wd" / "epoch_1")
+    assert ck.state.epoch == 1 and all(v.dim() >= 1 for k, v in ck.model.items() if "weight" in k)
+    assert r.stdout.count("done: epoch 1") == 1
+
+
+# --------------------------------------------------------------------------- FSDP, in one process
+
+
+def test_distributed_values_are_checked_before_any_work():
+    from fsm_trainer import compile_workflow
+    from fsm_trainer.dist import check_strategy
+
+    assert [check_strategy(v) for v in (False, None, True, "ddp", "FSDP")] == [None, None, "ddp", "ddp", "fsdp"]
+    with pytest.raises(ValueError, match=r"distributed='zero3'; allowed: False, True \(= 'ddp'\), 'ddp', 'fsdp'"):
+        run(TrainState(), compile_workflow([("train", 1)], max_epochs=1), data_loaders=[[1]],
+            train_step=lambda b: {}, val_step=lambda b: {}, distributed="zero3")
+    with pytest.raises(RuntimeError, match="needs a process group"):
+        run(TrainState(), compile_workflow([("train", 1)], max_epochs=1), data_loaders=[[1]],
+            model=torch.nn.Linear(2, 2), train_step=lambda b: {}, val_step=lambda b: {}, distributed="fsdp")
+
+
+def test_rebuilt_optimizer_keeps_groups_and_hyperparameters():
+    """The optimizer rebuilt on replaced parameters (as FSDP makes) keeps its class, groups and values."""
+    import copy
+
+    from fsm_trainer.dist import rebuild_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.5},
+                           {"params": model[1].parameters(), "weight_decay": 0.1}], lr=0.1, momentum=0.9)
+    names = {id(p): n for n, p in model.named_parameters()}
+    replaced = copy.deepcopy(model)
+    new = rebuild_optimizer(opt, names, replaced)
+    assert type(new) is torch.optim.SGD and new.defaults == opt.defaults
+    assert [g["params"] for g in new.param_groups] == [list(replaced[0].parameters()), list(replaced[1].parameters())]
+    for g_new, g_old in zip(new.param_groups, opt.param_groups, strict=True):
+        assert {k: v for k, v in g_new.items() if k != "params"} == {k: v for k, v in g_old.items() if k != "params"}
+    with pytest.raises(ValueError, match="not a parameter of the model"):
+        rebuild_optimizer(torch.optim.SGD([torch.nn.Parameter(torch.ones(7))], lr=1), names, replaced)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    with pytest.raises(ValueError, match="already has state"):
+        rebuild_optimizer(opt, names, replaced)
+
+
+def test_model_wrapper_cfg_is_validated():
+    from fsm_trainer.config import ConfigError
+    from fsm_trainer.config.build import _check_wrapper, wrapper_kwargs
+
+    assert _check_wrapper(None) == [] and _check_wrapper({"type": "FSDP", "shard_modules": ["Linear"]}) == []
+    assert _check_wrapper({"type": "ZeRO"}) == [
+        "model_wrapper_cfg.type: 'ZeRO' is not one of MMDistributedDataParallel, DistributedDataParallel, DDP, "
+        "MMFullyShardedDataParallel, FullyShardedDataParallel, FSDP"]
+    assert _check_wrapper({"type": "DDP", "shard_modules": []}) == [
+        "model_wrapper_cfg.shard_modules: unknown key for DDP; allowed: type"]
+    cfg = type("Cfg", (), {"model_wrapper_cfg": {"type": "FSDP", "shard_modules": ["Linear", "Block"]}})()
+    with pytest.raises(ConfigError, match="'Block' is not the class of a submodule of the model; present: Linear, Sequential"):
+        wrapper_kwargs(cfg, torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    cfg.model_wrapper_cfg = {"type": "MMFullyShardedDataParallel", "shard_modules": ["Linear"]}
+    assert wrapper_kwargs(cfg, torch.nn.Sequential(torch.nn.Linear(2, 2))) == {
+        "strategy": "fsdp", "shard_modules": (torch.nn.Linear,)}
+
+
 # --------------------------------------------------------------------------- rank arithmetic
 
 

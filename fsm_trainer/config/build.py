@@ -292,6 +292,7 @@ def validate(cfg: TrainConfig) -> list[str]:
             continue
         errors.extend(_check_registered(reg, sub, path, label))
     errors.extend(_check_optimizer(cfg.optimizer))
+    errors.extend(_check_wrapper(cfg.model_wrapper_cfg))
     for split in ("train", "val", "test"):
         for k in getattr(cfg.data, f"{split}_dataloader"):
             if k not in _LOADER_KEYS:
@@ -354,6 +355,45 @@ def _check_optimizer(opt: Mapping[str, Any]) -> list[str]:
         return [str(exc)]
     kwargs = {k: v for k, v in opt.items() if k not in ("type", "paramwise_cfg", "constructor")}
     return check_call(cls, kwargs, "optimizer", what=str(opt["type"]), needs=("params",), dry_run=False)
+
+
+_DDP_TYPES = ("MMDistributedDataParallel", "DistributedDataParallel", "DDP")
+_FSDP_TYPES = ("MMFullyShardedDataParallel", "FullyShardedDataParallel", "FSDP")
+
+
+def _check_wrapper(w: Mapping[str, Any] | None) -> list[str]:
+    if w is None:
+        return []
+    kind = w.get("type", "MMDistributedDataParallel")
+    if kind in _DDP_TYPES:
+        allowed = {"type"}
+    elif kind in _FSDP_TYPES:
+        allowed = {"type", "shard_modules"}
+        mods = w.get("shard_modules", [])
+        if not isinstance(mods, (list, tuple)) or not all(isinstance(m, str) for m in mods):
+            return [f"model_wrapper_cfg.shard_modules: a list of module class names, got {mods!r}"]
+    else:
+        return [f"model_wrapper_cfg.type: {kind!r} is not one of {', '.join(_DDP_TYPES + _FSDP_TYPES)}"]
+    return [f"model_wrapper_cfg.{k}: unknown key for {kind}; allowed: {', '.join(sorted(allowed))}"
+            for k in w if k not in allowed]
+
+
+def wrapper_kwargs(cfg: TrainConfig, model: Any) -> dict[str, Any]:
+    """:func:`fsm_trainer.dist.prepare`'s ``strategy``/``shard_modules`` from ``model_wrapper_cfg``.
+
+    Raises:
+        ConfigError: a ``shard_modules`` name that is no submodule's class of ``model``.
+    """
+    w = cfg.model_wrapper_cfg or {}
+    if w.get("type", "MMDistributedDataParallel") in _DDP_TYPES:
+        return {"strategy": "ddp"}
+    present = {type(m).__name__: type(m) for m in model.modules()}
+    wanted = list(w.get("shard_modules", []))
+    unknown = [n for n in wanted if n not in present]
+    if unknown:
+        raise ConfigError([f"model_wrapper_cfg.shard_modules: {n!r} is not the class of a submodule of the model; "
+                           f"present: {', '.join(sorted(present))}" for n in unknown])
+    return {"strategy": "fsdp", "shard_modules": tuple(present[n] for n in wanted)}
 
 
 def check_config(cfg: TrainConfig) -> TrainConfig:
@@ -517,9 +557,10 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
         from fsm_trainer.dist import prepare
         from fsm_trainer.step import make_steps
 
-        parallel = prepare(model, optimizer, loaders, list(cfg.workflow) if loaders else [])
+        prepared = prepare(model, optimizer, loaders, list(cfg.workflow) if loaders else [], **wrapper_kwargs(cfg, model))
+        optimizer = prepared.optimizer
         train_step, val_step = (amp.steps if amp is not None else make_steps)(
-            model, optimizer, by=table.by, parallel=parallel)
+            model, optimizer, by=table.by, parallel=prepared.parallel)
     elif amp is not None:
         train_step, val_step = amp.steps(model, optimizer, by=table.by)
     wd = work_dir if work_dir is not None else cfg.work_dir
@@ -530,5 +571,5 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
 
 __all__ = [
     "Built", "HookSpec", "build", "build_datasets", "build_loader", "build_table", "check_call", "check_config",
-    "hook_specs", "set_random_seed", "validate", "with_priority",
+    "hook_specs", "set_random_seed", "validate", "with_priority", "wrapper_kwargs",
 ]

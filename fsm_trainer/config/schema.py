@@ -115,6 +115,10 @@ class TrainConfig:
     fp16: dict[str, Any] | None = None
     # With `fsm-trainer train --launcher pytorch`: init_dist's keyword arguments (backend, timeout_s).
     dist_params: dict[str, Any] | None = None
+    # With --launcher pytorch: how the model is made data-parallel (mmengine's key):
+    # dict(type="MMDistributedDataParallel") (the default) or dict(type="MMFullyShardedDataParallel",
+    # shard_modules=["Block"]) for FSDP.
+    model_wrapper_cfg: dict[str, Any] | None = None
     # mmcv runtime keys accepted for compatibility, without effect.
     gpu_ids: tuple[int, ...] | None = None
     opencv_num_threads: int | None = None

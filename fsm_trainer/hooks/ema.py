@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.dist import copy_full_
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -112,7 +113,7 @@ def ema_hook(
                     raise KeyError(msg)
                 with torch.no_grad():
                     for n, e in zip(names, ema, strict=True):
-                        e.copy_(sd[mmcv_buffer_name(n)])
+                        copy_full_(e, sd[mmcv_buffer_name(n)])
             return s
 
         def after_train_iter(s: TrainState) -> TrainState:
@@ -161,7 +162,7 @@ def ema_hook(
                 raise KeyError(msg)
             with torch.no_grad():
                 for n, e in zip(names, ema, strict=True):
-                    e.copy_(values[n])
+                    copy_full_(e, values[n])  # a shard of it under FSDP
             swapped[0] = bool(d.get("swapped", False))
 
         return Hook(name, priority, on, state_dict=state_dict, load_state_dict=load_state_dict)

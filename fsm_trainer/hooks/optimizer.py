@@ -26,6 +26,7 @@ import attrs
 import torch
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.dist import scalar
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -239,7 +240,7 @@ def optimizer_hook(
                 with_grad = [p for p in params if p.grad is not None]
                 if with_grad:
                     norm = torch.nn.utils.clip_grad_norm_(with_grad, **grad_clip)
-                    buf.update({"grad_norm": float(norm)}, s.outputs.get("num_samples", 1))  # type: ignore[union-attr]
+                    buf.update({"grad_norm": scalar(norm)}, s.outputs.get("num_samples", 1))  # type: ignore[union-attr]
             if scaler is None:
                 optimizer.step()
             else:
