@@ -4,6 +4,7 @@ Run::
 
     python benchmarks/bench_dist.py [--iters 200] [--batch 64]              # one process
     torchrun --standalone --nproc-per-node 2 benchmarks/bench_dist.py       # 2 ranks, DDP
+    torchrun --standalone --nproc-per-node 2 benchmarks/bench_dist.py --fsdp  # 2 ranks, FSDP
 
 Each rank runs ``--iters`` train iterations of ``--batch`` samples through :func:`fsm_trainer.run`
 (optimizer hook, no logger) after 20 warm-up iterations and prints the median of 3 rounds
@@ -37,9 +38,10 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--fsdp", action="store_true", help="shard with FSDP (one unit: the whole model) instead of DDP")
     args = p.parse_args()
     torch.set_num_threads(1)
-    distributed = "RANK" in os.environ
+    distributed: bool | str = "RANK" in os.environ
     if distributed:
         init_dist("pytorch")
     rank, world = get_dist_info()
@@ -61,14 +63,20 @@ def main() -> int:
         stamps.append(time.perf_counter())
         return s
 
-    loader = resumable_loader(data, args.batch, distributed=distributed)
+    loader = resumable_loader(data, args.batch, distributed=bool(distributed))
+    if distributed and args.fsdp:
+        from fsm_trainer.dist import shard_model
+
+        opt = shard_model(model, opt)
+        distributed = "fsdp"
     run(TrainState(), compile_workflow([("train", 1)], max_epochs=1), data_loaders=[loader], model=model,
         optimizer=opt, loss_fn=nn.functional.cross_entropy, distributed=distributed,
         hooks=[optimizer_hook(), Hook("Stamp", "LOWEST", {"before_train_iter": stamp, "after_run": last})])
     times = [(b - a) / args.iters for a, b in itertools.pairwise(stamps)][:3]
     if rank == 0:
         t = statistics.median(times)
-        print(f"ranks={world} batch/rank={args.batch} hidden={args.hidden}: {t * 1e3:.2f} ms/iter, "
+        kind = "fsdp" if distributed == "fsdp" else "ddp" if distributed else "single"
+        print(f"ranks={world} {kind} batch/rank={args.batch} hidden={args.hidden}: {t * 1e3:.2f} ms/iter, "
               f"{args.batch * world / t:.0f} samples/s")
     if distributed:
         torch.distributed.destroy_process_group()

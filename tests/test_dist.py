@@ -337,6 +337,71 @@ def _sync_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     dist.destroy_process_group()
 
 
+def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
+    """DDP and FSDP runs with and without cumulative_iters=2 on the same data."""
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from fsm_trainer import Hook, compile_workflow
+    from fsm_trainer.dist import fsdp_state_dicts
+    from fsm_trainer.hooks import optimizer_hook
+    from fsm_trainer.sampler import resumable_loader
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(48, 5, generator=g), torch.randint(0, 3, (48,), generator=g))
+    results, reduces = {}, {}
+    for strategy in ("ddp", "fsdp"):
+        for k in (1, 2):
+            torch.manual_seed(rank)  # different on each rank: prepare() must broadcast rank 0's
+            model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            seen: list = []
+
+            def count(ctx, seen=seen):
+                seen.append(ctx)
+                if ctx.parallel_model is not None:
+                    def hook(state, bucket):
+                        state.append(1)
+                        return allreduce_hook(None, bucket)
+                    ctx.parallel_model.register_comm_hook(reduces.setdefault((strategy, k), []), hook)
+                return Hook("Count", "LOWEST", {})
+
+            run(TrainState(), compile_workflow([("train", 1)], max_epochs=1), model=model, optimizer=opt,
+                data_loaders=[resumable_loader(data, 4, distributed=True)], loss_fn=torch.nn.functional.cross_entropy,
+                hooks=[optimizer_hook(cumulative_iters=k), count], distributed=strategy)
+            if strategy == "fsdp":
+                sd = fsdp_state_dicts(model, seen[0].optimizer)[0]
+            else:
+                sd = {n: v.detach().clone() for n, v in model.state_dict().items()}
+            results[(strategy, k)] = sd
+    if rank == 0:
+        torch.save({"results": {f"{a}/{b}": v for (a, b), v in results.items()},
+                    "reduces": {f"{a}/{b}": len(v) for (a, b), v in reduces.items()}}, out_file)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_and_fsdp_agree_and_accumulation_reduces_once_per_group(tmp_path):
+    """FSDP ends where DDP ends (to rounding), with and without gradient accumulation, from
+    different per-rank initialisations (rank 0's is broadcast); with cumulative_iters=2 DDP
+    all-reduces in every second backward only."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "out.pt"
+    mp.spawn(_accumulate_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    r = got["results"]
+    for k in (1, 2):
+        assert r[f"ddp/{k}"].keys() == r[f"fsdp/{k}"].keys()
+        for n in r[f"ddp/{k}"]:
+            torch.testing.assert_close(r[f"fsdp/{k}"][n], r[f"ddp/{k}"][n], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(r["ddp/1"]["0.weight"], r["ddp/2"]["0.weight"])
+    assert got["reduces"] == {"ddp/1": 6, "ddp/2": 3}  # 48 samples / (4 x 2 ranks) = 6 iterations
+
+
 @pytest.mark.slow
 def test_sync_buffers_averages_float_buffers(tmp_path):
     """SyncBuffersHook's sync averages running statistics over ranks and leaves integer counters."""

@@ -8,7 +8,8 @@ Options from mmcv 1.7.2's ``optimizer_config``:
   (mmcv's ``GradientCumulativeOptimizerHook``): the loss is divided by ``k``, except in the
   last ``max_iters % k`` iterations of the run, where it is divided by that remainder and the
   run's last iteration steps. Groups are counted on the global ``iter``, so a group may span
-  an epoch boundary, exactly as in mmcv.
+  an epoch boundary, exactly as in mmcv. Data-parallel (DDP or FSDP), gradients are reduced
+  over ranks only in the backward that completes a group (DDP's ``no_sync``).
 * ``detect_anomalous_params=True``: log (ERROR) every trainable parameter the loss does not
   depend on, before the backward pass.
 * ``amp=Amp(...)``: mixed precision (mmcv's ``Fp16OptimizerHook``), see :class:`Amp`: the
@@ -224,7 +225,16 @@ def optimizer_hook(
         short_from = max_iters - max_iters % k if k > 1 else 0  # type: ignore[operator]
         warned = [False]
 
+        switch = grad_sync_switch(ctx)
+
+        def sync_next(i: int) -> None:
+            # Gradients are reduced over ranks only in the backward that completes a group
+            # (DDP's no_sync, FSDP's set_requires_gradient_sync); DDP reads the flag at forward.
+            if switch is not None:
+                switch((i + 1) % k == 0 or i + 1 == max_iters)
+
         def check_first(s: TrainState) -> TrainState:
+            sync_next(s.iter)
             if s.iter % k:
                 logger.warning(
                     "%s: the run starts at iter %d, not a multiple of cumulative_iters=%d; the gradients "
@@ -291,6 +301,7 @@ def optimizer_hook(
                     scaler.unscale_(optimizer)
                 clip_and_step(s)
                 optimizer.zero_grad()
+            sync_next(i + 1)
             return s
 
         def after_train_iter_plain(s: TrainState) -> TrainState:
@@ -321,3 +332,16 @@ def optimizer_hook(
         )
 
     return factory
+
+
+def grad_sync_switch(ctx: RunContext) -> Callable[[bool], None] | None:
+    """A function turning the cross-rank gradient reduction of the next backward on or off, for
+    a DDP-wrapped or FSDP-sharded model of ``ctx``; ``None`` when nothing is reduced."""
+    from fsm_trainer.dist import is_fsdp
+
+    ddp = ctx.parallel_model
+    if isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
+        return lambda on: setattr(ddp, "require_backward_grad_sync", on)
+    if is_fsdp(ctx.model):
+        return ctx.model.set_requires_gradient_sync
+    return None
