@@ -376,8 +376,17 @@ def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> 
             else:
                 sd = {n: v.detach().clone() for n, v in model.state_dict().items()}
             results[(strategy, k)] = sd
+    refused = ""
+    lin = torch.nn.Linear(5, 3)
+    try:
+        run(TrainState(), compile_workflow([("train", 1)], max_epochs=1), model=lin,
+            optimizer=torch.optim.SGD(lin.parameters(), lr=1), data_loaders=[resumable_loader(data, 4, distributed=True)],
+            loss_fn=torch.nn.functional.cross_entropy, hooks=[optimizer_hook(detect_anomalous_params=True)],
+            distributed="fsdp")
+    except ValueError as exc:
+        refused = str(exc)
     if rank == 0:
-        torch.save({"results": {f"{a}/{b}": v for (a, b), v in results.items()},
+        torch.save({"results": {f"{a}/{b}": v for (a, b), v in results.items()}, "refused": refused,
                     "reduces": {f"{a}/{b}": len(v) for (a, b), v in reduces.items()}}, out_file)
     dist.barrier()
     dist.destroy_process_group()
@@ -400,6 +409,7 @@ def test_ddp_and_fsdp_agree_and_accumulation_reduces_once_per_group(tmp_path):
             torch.testing.assert_close(r[f"fsdp/{k}"][n], r[f"ddp/{k}"][n], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(r["ddp/1"]["0.weight"], r["ddp/2"]["0.weight"])
     assert got["reduces"] == {"ddp/1": 6, "ddp/2": 3}  # 48 samples / (4 x 2 ranks) = 6 iterations
+    assert "detect_anomalous_params cannot check a model sharded by FSDP" in got["refused"]
 
 
 @pytest.mark.slow

@@ -212,6 +212,12 @@ def optimizer_hook(
         if needs_model and not isinstance(model, torch.nn.Module):
             msg = f"{name}: grad_clip and detect_anomalous_params need run(..., model=<nn.Module>)"
             raise ValueError(msg)
+        from fsm_trainer.dist import is_fsdp
+
+        if detect_anomalous_params and is_fsdp(model):
+            msg = (f"{name}: detect_anomalous_params cannot check a model sharded by FSDP (the graph holds the "
+                   "gathered parameters, not the model's); run it without FSDP or with DDP")
+            raise ValueError(msg)
         logger = ctx.logger
         buf = ctx.log_buffer if grad_clip is not None else None
         params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad] if needs_model else []
