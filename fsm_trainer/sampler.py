@@ -16,6 +16,12 @@ True
 >>> list(s) != full
 True
 
+Random augmentation in the dataset (``__getitem__`` drawing from python's, NumPy's or torch's
+global RNG) is made exact too by ``resumable_loader(..., seed_samples=True)``: each sample is
+loaded with those RNGs seeded from ``(seed, epoch, index)`` (:class:`SampleSeeded`), so its
+augmentation is the same whichever worker loads it, wherever the run resumed, and on any
+number of workers or ranks.
+
 Distributed (``num_replicas`` ranks): every rank computes the same permutation of epoch ``e``,
 pads it to a multiple of ``num_replicas`` by repeating its head (as torch's
 ``DistributedSampler``), and takes its strided slice ``rank, rank + W, ...``. The ranks'
@@ -31,9 +37,11 @@ True
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterator, Sized
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -75,6 +83,7 @@ class ResumableSampler(Sampler[int]):
             resumed.
         num_replicas, rank: shard the epoch's order over ``num_replicas`` processes (see the
             module docstring); ``1, 0`` (the default) is a single process.
+        with_epoch: yield ``(epoch, index)`` pairs instead of indices (for :class:`SampleSeeded`).
 
     ``len()`` is the number of samples this rank visits per epoch (the dataset length in a
     single process; ``ceil(n / num_replicas)`` distributed), whatever the start position, so
@@ -84,6 +93,7 @@ class ResumableSampler(Sampler[int]):
     def __init__(
         self, data_source: Sized | int, *, seed: int = 0, shuffle: bool = True,
         loader_generator: torch.Generator | None = None, num_replicas: int = 1, rank: int = 0,
+        with_epoch: bool = False,
     ) -> None:
         n = data_source if isinstance(data_source, int) else len(data_source)
         if isinstance(n, bool) or n < 0:
@@ -104,6 +114,7 @@ class ResumableSampler(Sampler[int]):
         self.epoch = 0
         self.start = 0
         self.loader_generator = loader_generator
+        self.with_epoch = with_epoch
         self._reseed()
 
     def _reseed(self) -> None:
@@ -128,16 +139,21 @@ class ResumableSampler(Sampler[int]):
         self.epoch, self.start = epoch, min(start, self.num_samples)
         self._reseed()
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Any]:
         start, self.start = self.start, 0
         order = epoch_order(self.n, self.seed, self.epoch, shuffle=self.shuffle)
         if self.num_replicas == 1:
-            return iter(order[start:].tolist())
-        total = self.num_samples * self.num_replicas
-        if total > self.n and self.n:
-            order = order.repeat(-(-total // self.n))[:total]
-        first = self.rank + start * self.num_replicas
-        return iter(order[first:total:self.num_replicas].tolist())
+            mine = order[start:].tolist()
+        else:
+            total = self.num_samples * self.num_replicas
+            if total > self.n and self.n:
+                order = order.repeat(-(-total // self.n))[:total]
+            first = self.rank + start * self.num_replicas
+            mine = order[first:total:self.num_replicas].tolist()
+        if self.with_epoch:
+            e = self.epoch
+            return iter([(e, i) for i in mine])
+        return iter(mine)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -148,15 +164,63 @@ class ResumableSampler(Sampler[int]):
                 "num_replicas": self.num_replicas, "rank": self.rank}
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The 63-bit seed sample ``index`` of epoch ``epoch`` is loaded with (a pure function)."""
+    digest = hashlib.blake2b(f"fsm_trainer.sample:{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class SampleSeeded(torch.utils.data.Dataset):
+    """``dataset`` indexed by ``(epoch, index)``: ``dataset[index]`` runs with python's, NumPy's
+    and torch's (CPU) global RNGs seeded by :func:`sample_seed`, so random augmentation is a
+    function of ``(seed, epoch, index)``.
+
+    In a DataLoader worker the worker's RNGs are simply re-seeded; in the main process
+    (``num_workers=0``) their states are put back after each batch (``__getitems__``), so the
+    training loop's own randomness (dropout...) is not disturbed.
+    """
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _load(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        s = sample_seed(self.seed, epoch, index)
+        random.seed(s)
+        np.random.seed(s & 0xFFFF_FFFF)
+        torch.default_generator.manual_seed(s)
+        return self.dataset[index]
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        if torch.utils.data.get_worker_info() is not None:
+            return [self._load(k) for k in keys]
+        saved = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
+        try:
+            return [self._load(k) for k in keys]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.default_generator.set_state(saved[2])
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        return self.__getitems__([key])[0]
+
+
 def resumable_loader(
     dataset: Any, batch_size: int = 1, *, seed: int = 0, shuffle: bool = True, distributed: bool = False,
-    **kwargs: Any,
+    seed_samples: bool = False, **kwargs: Any,
 ) -> DataLoader[Any]:
     """A ``DataLoader`` over ``dataset`` with a :class:`ResumableSampler` and its own generator.
 
     ``distributed=True`` shards the data over the ranks of the current process group
     (:func:`fsm_trainer.dist.init_dist` first); ``batch_size`` is then per rank, as mmcv's
-    ``samples_per_gpu``. Extra keyword arguments (``num_workers``, ``drop_last``,
+    ``samples_per_gpu``. ``seed_samples=True`` loads every sample with the global RNGs seeded
+    from ``(seed, epoch, index)`` (:class:`SampleSeeded`): random augmentation then resumes
+    exactly mid-epoch, with any number of workers. Extra keyword arguments (``num_workers``, ``drop_last``,
     ``collate_fn``, ...) go to the DataLoader; ``sampler``, ``shuffle`` and ``generator`` are
     set here.
 
@@ -177,5 +241,7 @@ def resumable_loader(
             raise RuntimeError(msg)
         rank, world = get_dist_info()
     g = torch.Generator()
-    sampler = ResumableSampler(dataset, seed=seed, shuffle=shuffle, loader_generator=g, num_replicas=world, rank=rank)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=g, **kwargs)
+    sampler = ResumableSampler(dataset, seed=seed, shuffle=shuffle, loader_generator=g, num_replicas=world, rank=rank,
+                               with_epoch=seed_samples)
+    data = SampleSeeded(dataset, seed) if seed_samples else dataset
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, generator=g, **kwargs)

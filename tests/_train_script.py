@@ -61,16 +61,47 @@ def dataset(n: int, seed: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g))
 
 
+class Augmented(torch.utils.data.Dataset):
+    """``base`` with random augmentation drawn from python's, NumPy's and torch's global RNGs."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> Any:
+        import random
+
+        import numpy as np
+
+        x, y = self.base[i]
+        noise = torch.randn(x.shape) * 0.1 + float(np.random.uniform(-0.1, 0.1)) + random.uniform(-0.1, 0.1)
+        return x + noise, y
+
+
 def build(kind: str = "epoch", *, workers: int = 0, seed: int = 0, checkpoints: bool = True,
-          logger: bool = True, max_keep: int = 3) -> dict[str, Any]:
-    """Model, optimizer, loaders, table and hooks of the test run (``run`` keyword arguments)."""
+          logger: bool = True, max_keep: int = 3, augment: bool = False) -> dict[str, Any]:
+    """Model, optimizer, loaders, table and hooks of the test run (``run`` keyword arguments).
+
+    ``augment``: random augmentation in the train dataset, loaded with ``seed_samples=True``."""
     torch.set_num_threads(1)  # the same float results in the test process and in subprocesses
     torch.manual_seed(seed)
+    if augment:  # the dataset draws from these too
+        import random
+
+        import numpy as np
+
+        random.seed(seed)
+        np.random.seed(seed)
     workflow, limit = WORKFLOWS[kind]
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     extra = {"num_workers": workers}
-    train = resumable_loader(dataset(40, seed), batch_size=4, seed=seed, shuffle=True, **extra)
+    if augment:
+        extra["seed_samples"] = True
+    data = Augmented(dataset(40, seed)) if augment else dataset(40, seed)
+    train = resumable_loader(data, batch_size=4, seed=seed, shuffle=True, **extra)
     val = resumable_loader(dataset(16, seed + 1), batch_size=8, seed=seed, shuffle=False)
     hooks: list[Any] = [optimizer_hook(), ema_hook(momentum=0.1, warm_up=1)]
     if logger:

@@ -114,6 +114,49 @@ def test_workers_mid_epoch_resume_is_exact(tmp_path):
     assert_same(ref, train("epoch", tmp_path / "run", workers=2, resume="auto"))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_random_augmentation_resumes_exactly_with_seed_samples(tmp_path, workers):
+    """Augmentation drawing from python/NumPy/torch RNGs inside the dataset (in workers or in the
+    main process): with seed_samples=True a mid-epoch resume is still bit-identical."""
+    ref = train("epoch", tmp_path / "ref", workers=workers, augment=True)
+    assert train("epoch", tmp_path / "run", workers=workers, augment=True, crash=7) is None
+    assert_same(ref, train("epoch", tmp_path / "run", workers=workers, augment=True, resume="auto"))
+
+
+def test_seeded_samples_do_not_depend_on_workers_position_or_main_rng():
+    """A sample's augmentation is a function of (seed, epoch, index): the same with 0 or 2
+    workers and after a seek; loading in the main process leaves the global RNGs as they were."""
+    import random
+
+    import numpy as np
+    from _train_script import Augmented, dataset
+
+    from fsm_trainer.data import set_data_position
+
+    def batches(workers: int, start: int = 0) -> list[torch.Tensor]:
+        loader = resumable_loader(Augmented(dataset(20, 0)), batch_size=4, seed=1, seed_samples=True,
+                                  num_workers=workers)
+        set_data_position(loader, 3, start)
+        return [x for x, _ in loader]
+
+    torch.manual_seed(5)
+    random.seed(5)
+    np.random.seed(5)
+    before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    main = batches(0)
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert (np.random.get_state()[1] == before[2]).all()
+    assert all(torch.equal(a, b) for a, b in zip(main, batches(2), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(main[2:], batches(0, start=2), strict=True))
+    other_epoch = resumable_loader(Augmented(dataset(20, 0)), batch_size=4, seed=1, seed_samples=True, shuffle=False)
+    other_epoch.sampler.set_epoch(4)
+    plain = {i: x for i, x in enumerate(torch.cat([x for x, _ in other_epoch]))}
+    other_epoch.sampler.set_epoch(5)
+    again = {i: x for i, x in enumerate(torch.cat([x for x, _ in other_epoch]))}
+    assert not torch.equal(plain[0], again[0])  # a new epoch draws new augmentation
+
+
 def test_workflow_mismatch_is_refused(tmp_path):
     """Resuming with another workflow is an error naming both workflows."""
     train("epoch", tmp_path)

@@ -55,7 +55,8 @@ _SCHEDULE_KEYS: dict[str, Any] = {
 }
 """Every key an ``lr_config``/``momentum_config`` may have (any policy), with its type."""
 
-_LOADER_KEYS = ("samples_per_gpu", "workers_per_gpu", "shuffle", "drop_last", "persistent_workers", "pin_memory")
+_LOADER_KEYS = ("samples_per_gpu", "workers_per_gpu", "shuffle", "drop_last", "persistent_workers", "pin_memory",
+                "seed_samples")
 
 
 @attrs.frozen
@@ -485,9 +486,10 @@ def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int, *, distr
     nw = over.pop("workers_per_gpu", data.workers_per_gpu)
     shuffle = over.pop("shuffle", split == "train")
     persistent = over.pop("persistent_workers", data.persistent_workers) and nw > 0
-    if split == "train" or distributed:
+    if split == "train" or distributed or over.get("seed_samples"):
         return resumable_loader(dataset, bs, seed=seed, shuffle=shuffle, num_workers=nw,
                                 persistent_workers=persistent, distributed=distributed, **over)
+    over.pop("seed_samples", None)
     return DataLoader(dataset, batch_size=bs, shuffle=shuffle, num_workers=nw, persistent_workers=persistent, **over)
 
 
