@@ -239,3 +239,22 @@ def test_missing_required_key(key):
     with pytest.raises(ConfigError) as info:
         from_dict(raw)
     assert f"{key}: required key missing" in info.value.errors
+
+
+def test_seed_samples_loader_key_reaches_the_loaders():
+    """data.<split>_dataloader.seed_samples builds loaders that seed each sample (train and val)."""
+    from fsm_trainer.config.build import build_loader
+    from fsm_trainer.sampler import SampleSeeded
+
+    raw = load_config(CONFIGS / "digits_mlp.py", ["data.train_dataloader.seed_samples=True",
+                                                   "data.val_dataloader.seed_samples=True"])
+    cfg = from_dict(raw)
+    for split in ("train", "val"):
+        loader = build_loader(list(range(10)), cfg, split, seed=0)
+        assert isinstance(loader.dataset, SampleSeeded), split
+    plain = build_loader(list(range(10)), from_dict(load_config(CONFIGS / "digits_mlp.py")), "val", seed=0)
+    assert not isinstance(plain.dataset, SampleSeeded)
+    with pytest.raises(ConfigError, match="seed_sample: unknown key; did you mean 'seed_samples'"):
+        from fsm_trainer.config.build import check_config
+
+        check_config(from_dict(load_config(CONFIGS / "digits_mlp.py", ["data.train_dataloader.seed_sample=True"])))
