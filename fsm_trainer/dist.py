@@ -319,6 +319,15 @@ def rebuild_optimizer(optimizer: Any, names: Mapping[int, str], model: nn.Module
         return type(optimizer)(groups)
 
 
+def _check_ready(model: Any, what: str) -> None:
+    if not is_dist():
+        msg = f"{what} needs a process group: call fsm_trainer.dist.init_dist() (under torchrun)"
+        raise RuntimeError(msg)
+    if not isinstance(model, nn.Module):
+        msg = f"{what} needs model to be a torch.nn.Module, got {type(model).__name__}"
+        raise TypeError(msg)
+
+
 def shard_model(model: nn.Module, optimizer: Any = None, *, modules: Sequence[type[nn.Module]] = ()) -> Any:
     """Shard ``model`` over the ranks with FSDP (``fully_shard``, in place); return the optimizer
     to use, rebuilt on the sharded parameters.
@@ -339,12 +348,7 @@ def shard_model(model: nn.Module, optimizer: Any = None, *, modules: Sequence[ty
         TypeError: ``model`` is not an ``nn.Module``.
         ValueError: see :func:`rebuild_optimizer`.
     """
-    if not is_dist():
-        msg = "shard_model needs an initialised process group (call init_dist() under torchrun)"
-        raise RuntimeError(msg)
-    if not isinstance(model, nn.Module):
-        msg = f"FSDP needs model to be a torch.nn.Module, got {type(model).__name__}"
-        raise TypeError(msg)
+    _check_ready(model, "shard_model(model, ...)")
     if is_fsdp(model):
         msg = "the model is already sharded; give the optimizer built on its sharded parameters"
         raise ValueError(msg)
@@ -521,12 +525,7 @@ def prepare(
         ValueError: an unknown strategy; under FSDP, an optimizer with state.
     """
     strategy = check_strategy(strategy) or "ddp"
-    if not is_dist():
-        msg = "run(..., distributed=...) needs a process group: call fsm_trainer.dist.init_dist() (under torchrun)"
-        raise RuntimeError(msg)
-    if not isinstance(model, nn.Module):
-        msg = f"run(..., distributed=...) needs model to be a torch.nn.Module, got {type(model).__name__}"
-        raise TypeError(msg)
+    _check_ready(model, "run(..., distributed=...)")
     world = get_dist_info()[1]
     for i, (loader, (mode, _)) in enumerate(zip(data_loaders, workflow, strict=True)):
         if mode == "train" and loader_num_replicas(loader) != world:

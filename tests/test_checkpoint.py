@@ -109,14 +109,18 @@ def test_truncated_tensor_file_is_detected(tmp_path):
         C.load_checkpoint(path)
 
 
+def _flip(f: Path, from_end: int, bit: int) -> None:
+    """Flip ``bit`` of the byte ``from_end`` bytes before the end of file ``f``."""
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) - from_end] ^= bit
+    f.write_bytes(bytes(raw))
+
+
 @pytest.mark.parametrize("fname", [C.TENSOR_FILE, C.STATE_FILE])
 def test_flipped_byte_is_detected(tmp_path, fname):
     """One flipped byte in a data file fails its checksum (safetensors alone would not notice)."""
     path = _save(tmp_path)
-    f = path / fname
-    raw = bytearray(f.read_bytes())
-    raw[len(raw) - 5] ^= 0x01
-    f.write_bytes(bytes(raw))
+    _flip(path / fname, 5, 0x01)
     with pytest.raises(C.CorruptCheckpointError, match=r"checksum \(xxh3_128\) does not match"):
         C.load_checkpoint(path)
 
@@ -125,11 +129,9 @@ def test_checksum_false_skips_only_the_tensor_hash(tmp_path):
     """checksum=False loads a tensor file with a flipped byte, but still checks sizes and state."""
     path = _save(tmp_path)
     f = path / C.TENSOR_FILE
-    raw = bytearray(f.read_bytes())
-    raw[-3] ^= 0x10
-    f.write_bytes(bytes(raw))
+    _flip(f, 3, 0x10)
     assert C.load_checkpoint(path, checksum=False).state.iter == 7
-    f.write_bytes(bytes(raw[:-1]))
+    f.write_bytes(f.read_bytes()[:-1])
     with pytest.raises(C.CorruptCheckpointError, match="truncated"):
         C.load_checkpoint(path, checksum=False)
     s = path / C.STATE_FILE
@@ -158,10 +160,7 @@ def test_format_1_sha256_checkpoints_still_load_and_verify(tmp_path):
     _as_format_1(path)
     ck = C.load_checkpoint(path)
     assert all(torch.equal(ck.model[k], v) for k, v in m.state_dict().items())
-    f = path / C.TENSOR_FILE
-    raw = bytearray(f.read_bytes())
-    raw[-3] ^= 0x10
-    f.write_bytes(bytes(raw))
+    _flip(path / C.TENSOR_FILE, 3, 0x10)
     with pytest.raises(C.CorruptCheckpointError, match=r"checksum \(sha256\) does not match"):
         C.load_checkpoint(path)
 
