@@ -376,6 +376,27 @@ def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> 
             else:
                 sd = {n: v.detach().clone() for n, v in model.state_dict().items()}
             results[(strategy, k)] = sd
+    # A single-process checkpoint (SGD with momentum) loads into a sharded model and optimizer.
+    from fsm_trainer import checkpoint as C
+    from fsm_trainer.dist import shard_model
+
+    torch.manual_seed(0)
+    plain = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Linear(8, 3))
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    plain(torch.ones(2, 5)).sum().backward()
+    plain_opt.step()
+    ck_dir = Path(out_file).parent / "single"
+    if rank == 0:
+        C.save_checkpoint(ck_dir, "epoch_1", state=TrainState(epoch=1), table=compile_workflow([("train", 1)], max_epochs=2),
+                          model=plain.state_dict(), optimizer=plain_opt.state_dict())
+    dist.barrier()
+    torch.manual_seed(1)
+    sharded = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Linear(8, 3))
+    sharded_opt = shard_model(sharded, torch.optim.SGD(sharded.parameters(), lr=0.1, momentum=0.9))
+    ck = C.load_checkpoint(ck_dir / "epoch_1")
+    C.load_model_state(sharded, ck.model)
+    C.load_optimizer_state(sharded, sharded_opt, ck.optimizer)
+    loaded = fsdp_state_dicts(sharded, sharded_opt)
     refused = ""
     lin = torch.nn.Linear(5, 3)
     try:
@@ -387,6 +408,7 @@ def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> 
         refused = str(exc)
     if rank == 0:
         torch.save({"results": {f"{a}/{b}": v for (a, b), v in results.items()}, "refused": refused,
+                    "single": (plain.state_dict(), plain_opt.state_dict()), "loaded": loaded,
                     "reduces": {f"{a}/{b}": len(v) for (a, b), v in reduces.items()}}, out_file)
     dist.barrier()
     dist.destroy_process_group()
@@ -396,7 +418,8 @@ def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> 
 def test_ddp_and_fsdp_agree_and_accumulation_reduces_once_per_group(tmp_path):
     """FSDP ends where DDP ends (to rounding), with and without gradient accumulation, from
     different per-rank initialisations (rank 0's is broadcast); with cumulative_iters=2 DDP
-    all-reduces in every second backward only."""
+    all-reduces in every second backward only; a single-process checkpoint loads into a sharded
+    model and optimizer exactly."""
     import torch.multiprocessing as mp
 
     out = tmp_path / "out.pt"
@@ -410,6 +433,10 @@ def test_ddp_and_fsdp_agree_and_accumulation_reduces_once_per_group(tmp_path):
     assert not torch.allclose(r["ddp/1"]["0.weight"], r["ddp/2"]["0.weight"])
     assert got["reduces"] == {"ddp/1": 6, "ddp/2": 3}  # 48 samples / (4 x 2 ranks) = 6 iterations
     assert "detect_anomalous_params cannot check a model sharded by FSDP" in got["refused"]
+    (msd, osd), (lmsd, losd) = got["single"], got["loaded"]
+    assert tensors_equal(msd, lmsd) == []
+    assert losd["param_groups"] == osd["param_groups"]
+    assert all(torch.equal(losd["state"][i]["momentum_buffer"], osd["state"][i]["momentum_buffer"]) for i in range(4))
 
 
 @pytest.mark.slow
