@@ -230,13 +230,17 @@ def wrap_model(
     mmcv-style models (with ``train_step``) are wrapped through :class:`StepModule`, so call
     the result as ``wrapped(batch, "train")``; plain modules are wrapped directly. On CUDA the
     model is moved to ``LOCAL_RANK``'s device first. For sharded training use
-    :func:`shard_model` (``fsdp=True`` here is kept as a shortcut to it and returns the
-    sharded ``model`` itself; the optimizer must then be the one :func:`shard_model` returns).
+    :func:`shard_model` (``fsdp=True`` here shards ``model`` in place and returns it; build
+    the optimizer afterwards, on its sharded parameters).
     """
     if not is_dist():
         msg = "wrap_model needs an initialised process group (call init_dist() under torchrun)"
         raise RuntimeError(msg)
     if fsdp:
+        if optimizer is not None:
+            msg = ("wrap_model(fsdp=True) cannot hand back the optimizer rebuilt on the sharded parameters; "
+                   "use optimizer = fsm_trainer.dist.shard_model(model, optimizer)")
+            raise ValueError(msg)
         shard_model(model, None)
         return model
     inner: nn.Module = StepModule(model, optimizer) if hasattr(model, "train_step") else model
