@@ -160,6 +160,7 @@ def main() -> int:
         }))
     import torch.distributed as dist
 
+    dist.barrier()  # no rank tears the group down while another still uses it
     dist.destroy_process_group()
     return 0
 
