@@ -939,12 +939,14 @@ def data_position(ctx: Any, state: TrainState) -> dict[str, Any]:
     return {"kind": "epoch", "epoch": state.epoch, "batches": state.inner_iter, **ranks}
 
 
-def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dict[str, Any] | None:
+def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True,
+             rng_states: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The keyword arguments of :func:`save_checkpoint` for a run (``ctx``) resuming at ``state``.
 
     ``state`` must be the position to continue from (the counters already advanced). The
-    model, optimizer, every hook's ``state_dict()``, the RNG states, the data position and the
-    log buffer are captured now.
+    model, optimizer, every hook's ``state_dict()``, the RNG states (``rng_states`` if given:
+    :func:`fsm_trainer.rng.capture` output taken when ``state`` was current), the data
+    position and the log buffer are captured now.
 
     Distributed, every rank must call it at the same point: each rank's RNG states and log
     buffer are gathered to rank 0 (``rng["ranks"][r]``, ``log_buffer["ranks"][r]``), which gets
@@ -965,7 +967,7 @@ def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dic
     if ctx.uses_log_buffer:
         b = ctx.log_buffer
         buf = {"values": b.values, "counts": b.counts, "output": b.output, "ready": b.ready}
-    states = rng.capture()
+    states = dict(rng_states) if rng_states is not None else rng.capture()
     rank, world = get_dist_info()
     if world > 1:
         per_rank = gather_objects({"rng": states, "log_buffer": buf})
@@ -989,7 +991,8 @@ def snapshot(ctx: Any, state: TrainState, *, save_optimizer: bool = True) -> dic
 
 
 def save_snapshot(ctx: Any, state: TrainState, directory: str | Path, name: str, *,
-                  save_optimizer: bool = True, update_latest: bool = True) -> Path:
+                  save_optimizer: bool = True, update_latest: bool = True,
+                  rng_states: Mapping[str, Any] | None = None) -> Path:
     """:func:`snapshot` then :func:`save_checkpoint`, on every rank of a job.
 
     Rank 0 writes; then every rank waits (a barrier) until the checkpoint is committed, so
@@ -998,7 +1001,7 @@ def save_snapshot(ctx: Any, state: TrainState, directory: str | Path, name: str,
     """
     from fsm_trainer.dist import barrier
 
-    kwargs = snapshot(ctx, state, save_optimizer=save_optimizer)
+    kwargs = snapshot(ctx, state, save_optimizer=save_optimizer, rng_states=rng_states)
     path = Path(directory) / name
     if kwargs is not None:
         path = save_checkpoint(directory, name, **kwargs, update_latest=update_latest)

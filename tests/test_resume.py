@@ -157,6 +157,35 @@ def test_seeded_samples_do_not_depend_on_workers_position_or_main_rng():
     assert not torch.equal(plain[0], again[0])  # a new epoch draws new augmentation
 
 
+def test_sigterm_during_a_val_epoch_stops_there_and_resumes_exactly(reference, tmp_path, caplog):
+    """Epoch-based: SIGTERM at the first of two batches of a val epoch stops after that val iteration
+    (not at the end of the val epoch), saving the val epoch's starting position; the resumed
+    run repeats the val epoch and ends bit-identical. Iter-based: stops at the val iteration."""
+    import logging
+    import os
+    import signal
+
+    kind, ref = reference
+    args = build(kind)
+    val_iters: list[tuple[int, int]] = []
+    sent = []
+
+    def before_val_iter(s: TrainState) -> TrainState:
+        val_iters.append((s.epoch, s.inner_iter))
+        if s.iter >= 10 and s.inner_iter == 0 and not sent:
+            sent.append(s.iter)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return s
+
+    args["hooks"].append(Hook("SignalInVal", "HIGHEST", {"before_val_iter": before_val_iter}))
+    table = args.pop("table")
+    with caplog.at_level(logging.WARNING, logger="fsm_trainer"):
+        final = run(TrainState(), table, work_dir=tmp_path, **args)
+    assert final.stop and "stopped by SIGTERM" in caplog.text
+    assert val_iters[-1][1] == 0  # the val epoch (batches 0 and 1) did not run to its end
+    assert_same(ref, train(kind, tmp_path, resume="auto"))
+
+
 def test_workflow_mismatch_is_refused(tmp_path):
     """Resuming with another workflow is an error naming both workflows."""
     train("epoch", tmp_path)

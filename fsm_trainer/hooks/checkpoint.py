@@ -16,9 +16,11 @@ Differences from mmcv 1.7.2, on purpose:
   ``epoch_<n>``, overwritten mid-epoch) and they resume mid-epoch, exactly.
 * ``max_keep_ckpts`` deletes the oldest checkpoints of the hook's kind only after the new one
   and the ``latest`` pointer are committed, and does not stop at the first gap.
-* On SIGTERM or SIGINT (``preempt=True``) the current train iteration (or val epoch of an
-  epoch-based run) finishes, a checkpoint is saved and the run stops; ``after_run`` is called.
-  A second SIGINT interrupts at once.
+* On SIGTERM or SIGINT (``preempt=True``) the current iteration finishes, a checkpoint is
+  saved and the run stops; ``after_run`` is called. A second SIGINT interrupts at once. In a
+  val epoch of an epoch-based run the checkpoint is the position (and RNG states) at the start
+  of that val epoch, which the resumed run repeats: val epochs have no resumable position of
+  their own, and their hooks change no saved state in the shipped hooks.
 
 Distributed (a process group of several ranks): every rank runs the hook; the ranks' RNG
 states and log buffers are gathered to rank 0, which alone writes (and rotates and cleans up)
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fsm_trainer import rng
 from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, save_snapshot, to_remove
 from fsm_trainer.context import RunContext
 from fsm_trainer.dist import any_rank, get_dist_info
@@ -98,6 +101,7 @@ def checkpoint_hook(
             directory = Path(out_dir) / ctx.work_dir.name if ctx.work_dir is not None else Path(out_dir)
         ctx.checkpoint_dirs.append(directory)
         prefix = "epoch_" if per_epoch else "iter_"
+        extra: list[Hook] = []
         pending = [False]
         caught: list[str] = []
         previous: dict[int, Any] = {}
@@ -124,8 +128,9 @@ def checkpoint_hook(
         rank, world = get_dist_info()
         agree = preempt and world > 1
 
-        def write(resume_at: TrainState, ckpt_name: str) -> Path:
-            path = save_snapshot(ctx, resume_at, directory, ckpt_name, save_optimizer=save_optimizer)
+        def write(resume_at: TrainState, ckpt_name: str, rng_states: Any = None) -> Path:
+            path = save_snapshot(ctx, resume_at, directory, ckpt_name, save_optimizer=save_optimizer,
+                                 rng_states=rng_states)
             ctx.meta.setdefault("hook_msgs", {})["last_ckpt"] = str(path)
             _fault("before_rotate")
             if max_keep_ckpts > 0 and rank == 0:
@@ -134,18 +139,22 @@ def checkpoint_hook(
                     remove_checkpoint(directory / old)
             return path
 
-        def finish(s: TrainState, resume_at: Callable[[], TrainState], ckpt_name: Callable[[TrainState], str]) -> TrainState:
+        def signalled() -> bool:
             if agree and any_rank(bool(caught)) and not caught:
                 caught.append("a signal on another rank")
-            if not pending[0] and not caught:
+            return bool(caught)
+
+        def stop(s: TrainState, path: Path) -> TrainState:
+            ctx.logger.warning("stopped by %s: saved %s; continue with run(..., resume='auto')", caught[0], path)
+            return s.with_hook_state(name, {"preempted": caught[0], "checkpoint": str(path)}).request_stop()
+
+        def finish(s: TrainState, resume_at: Callable[[], TrainState], ckpt_name: Callable[[TrainState], str]) -> TrainState:
+            if not signalled() and not pending[0]:
                 return s
             pending[0] = False
             at = resume_at()
             path = write(at, ckpt_name(at))
-            if not caught:
-                return s
-            ctx.logger.warning("stopped by %s: saved %s; continue with run(..., resume='auto')", caught[0], path)
-            return s.with_hook_state(name, {"preempted": caught[0], "checkpoint": str(path)}).request_stop()
+            return stop(s, path) if caught else s
 
         def mid(s: TrainState, d: int) -> TrainState:
             # The position after this train iteration (before the runner advanced the counters).
@@ -173,11 +182,28 @@ def checkpoint_hook(
 
                 return finish(s, at, lambda a: f"epoch_{s.epoch}" if per_epoch else f"iter_{s.iter}")
 
+            # A val epoch is not resumed in the middle: a signal during one saves the position
+            # (and RNG states) its start had, and the resumed run repeats that val epoch.
+            val_start: list[Any] = [None]
+
+            def mark_val_start(s: TrainState) -> TrainState:
+                val_start[0] = (make_state(s.epoch, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
+                                           s.phase_done, s.stop, s.hook_states), rng.capture())
+                return s
+
+            def write_val_iter(s: TrainState) -> TrainState:
+                if not signalled():
+                    return s
+                at, states = val_start[0]
+                return stop(s, write(at, f"epoch_{at.epoch}" if per_epoch else f"iter_{at.iter}", states))
+
             writer_on: dict[str, HookFn] = {"after_train_epoch": write_train_epoch}
             if not per_epoch or preempt:
                 writer_on["after_train_iter"] = write_train_iter
             if preempt and "val" in table.reachable_modes():
                 writer_on["after_val_epoch"] = write_val_epoch
+                writer_on["after_val_iter"] = write_val_iter
+                extra.append(Hook(f"{name}.val_start", Priority.HIGHEST, {"before_val_epoch": mark_val_start}))
         else:
 
             def iter_at(s: TrainState, d: int) -> TrainState:
@@ -221,6 +247,6 @@ def checkpoint_hook(
             decide_on["after_train_epoch"] = decide_epoch
         else:
             decide_on["after_train_iter"] = decide_iter
-        return [Hook(name, priority, decide_on), Hook(f"{name}.writer", Priority.LOWEST, writer_on)]
+        return [Hook(name, priority, decide_on), Hook(f"{name}.writer", Priority.LOWEST, writer_on), *extra]
 
     return factory
