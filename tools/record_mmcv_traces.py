@@ -22,25 +22,11 @@ Then, from the repository root::
 """
 import json
 import logging
-import sys
 import tempfile
-import time
-import types
 from pathlib import Path
 
-# mmcv.runner.checkpoint does `import torchvision` at import time; only a
-# checkpoint-loading helper ever touches it, so an empty stub is enough.
-sys.modules.setdefault('torchvision', types.ModuleType('torchvision'))
-
-import mmcv.runner.epoch_based_runner as _ebr  # noqa: E402
-import mmcv.runner.iter_based_runner as _ibr  # noqa: E402
-import torch  # noqa: E402
-from mmcv.runner import EpochBasedRunner, Hook, IterBasedRunner  # noqa: E402
-
-# The runners sleep 1-2 s at every epoch transition / loader wrap.
-_no_sleep = types.SimpleNamespace(sleep=lambda s: None, time=time.time)
-time.sleep = _no_sleep.sleep
-_ebr.time = _ibr.time = _no_sleep
+import torch
+from _mmcv_env import EpochBasedRunner, Hook, IterBasedRunner  # mmcv, usable beside a CPU torch
 
 OUT = Path(__file__).resolve().parent.parent / 'tests/golden/mmcv_traces.json'
 MAX_TRACE = 100_000  # guard against a scenario that never terminates
