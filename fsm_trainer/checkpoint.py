@@ -16,7 +16,10 @@ the directory is renamed to ``<name>``, and the parent directory is fsynced. Onl
 ``latest`` replaced (write a temporary file, fsync, rename). Old checkpoints are removed only
 after that (:func:`remove_checkpoint`). A crash at any moment leaves every committed
 checkpoint intact and at most a ``*.tmp-*`` directory, which is never read and is cleaned by
-:func:`cleanup_stale`.
+:func:`cleanup_stale`. Overwriting a checkpoint of the same name takes two renames (the old
+one to ``<name>.old-<random>``, then the new one into place); a crash between them leaves the
+old one displaced but whole: the readers use it as ``<name>`` and :func:`cleanup_stale` moves
+it back before anything else.
 
 Rules of the reader (:func:`load_checkpoint`): the manifest must be canonical JSON whose own
 hash matches, of a known ``format``; each file must have the recorded size and checksum; the
@@ -85,11 +88,13 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 FAULT_ENV = "FSM_TRAINER_CKPT_FAULT"
 """Test-only fault injection: ``"<point>[:<n>]"`` SIGKILLs the process the n-th time the writer
-reaches ``<point>`` (``mid_tensors``, ``before_manifest``, ``before_rename``, ``after_rename``,
-``before_latest``, ``before_rotate``)."""
+reaches ``<point>`` (``mid_tensors``, ``before_manifest``, ``before_rename``, ``between_renames``,
+``after_rename``, ``before_latest``, ``before_rotate``)."""
 
 _log = logging.getLogger("fsm_trainer")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+_STALE = re.compile(r"\.(tmp|old|deleting)-[0-9a-f]+$")
+_DISPLACED = re.compile(r"^([A-Za-z0-9_\-]+)\.old-[0-9a-f]+$")
 
 
 class CheckpointError(FsmTrainerError, ValueError):
@@ -445,6 +450,7 @@ def save_checkpoint(
     }
     state_bytes = json.dumps(payload, separators=(",", ":"), allow_nan=True).encode()
     tmp = directory / f"{name}.tmp-{uuid.uuid4().hex[:12]}"
+    old: Path | None = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -464,19 +470,25 @@ def save_checkpoint(
         _write_file(tmp / MANIFEST, lambda f, d: f.write(raw))
         _fsync_dir(tmp)
         _fault("before_rename")
-        old = None
         if final.exists():
             old = directory / f"{name}.old-{uuid.uuid4().hex[:12]}"
             os.replace(final, old)
+            _fault("between_renames")
         os.replace(tmp, final)
         _fsync_dir(directory)
         _fault("after_rename")
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+            old = None
         if update_latest:
             write_latest(directory, name)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            try:  # the new one could not take its place: put the committed one back
+                os.replace(old, final)
+            except OSError:
+                _log.warning("could not move %s back to %s; the next start restores it", old, final)
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         msg = f"could not write checkpoint {final}: {why}; the previous checkpoints in {directory} are intact"
         raise CheckpointWriteError(exc.errno or 0, msg) from exc
@@ -508,14 +520,52 @@ def remove_checkpoint(path: str | Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def _order(path: Path) -> tuple[int, ...]:
+    """The progress a checkpoint's manifest records (``(-1,)`` when it cannot be read); nothing is verified."""
+    try:
+        order = json.loads((path / MANIFEST).read_bytes()[:MAX_MANIFEST_BYTES])["order"]
+        return tuple(int(x) for x in order)
+    except (ValueError, KeyError, TypeError, OSError, RecursionError):
+        return (-1,)
+
+
+def _displaced(directory: Path) -> dict[str, Path]:
+    """Checkpoint name -> its ``<name>.old-*`` copy, for the names with no ``<name>`` in ``directory``.
+
+    Such a copy is a committed checkpoint moved aside by an overwrite that was interrupted
+    before the new version took its place; it is the checkpoint of that name.
+    """
+    found: dict[str, list[Path]] = {}
+    if not directory.is_dir():
+        return {}
+    for p in directory.iterdir():
+        m = _DISPLACED.match(p.name)
+        if m and m.group(1) != LATEST and p.is_dir() and not p.is_symlink() and (p / MANIFEST).is_file():
+            found.setdefault(m.group(1), []).append(p)
+    return {name: max(ps, key=lambda q: (_order(q), q.name)) for name, ps in found.items()
+            if not os.path.lexists(directory / name)}
+
+
 def cleanup_stale(directory: str | Path) -> list[Path]:
-    """Remove what interrupted writes left in ``directory``: ``*.tmp-*``, ``*.old-*``, ``*.deleting-*``."""
+    """Repair what interrupted writes left in ``directory`` and return the paths removed.
+
+    A committed checkpoint displaced by an interrupted overwrite (``<name>.old-*`` with no
+    ``<name>``) is first renamed back to ``<name>``; then every ``*.tmp-*``, ``*.old-*`` and
+    ``*.deleting-*`` is removed.
+    """
     directory = Path(directory)
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
+    restored = False
+    for name, p in _displaced(directory).items():
+        os.replace(p, directory / name)
+        restored = True
+        _log.warning("restored checkpoint %s from %s, left by an interrupted overwrite", directory / name, p.name)
+    if restored:
+        _fsync_dir(directory)
     for p in directory.iterdir():
-        if re.search(r"\.(tmp|old|deleting)-[0-9a-f]+$", p.name):
+        if _STALE.search(p.name):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -665,7 +715,7 @@ def load_checkpoint(path: str | Path, *, checksum: bool = True) -> Checkpoint:
             with pickle).
         CorruptCheckpointError: a size, checksum, format or schema check failed.
     """
-    path = Path(path)
+    path = _or_displaced(Path(path))
     if not path.exists():
         msg = f"no checkpoint at {path}: no such file or directory"
         raise CheckpointNotFoundError(msg)
@@ -673,7 +723,7 @@ def load_checkpoint(path: str | Path, *, checksum: bool = True) -> Checkpoint:
         target = _follow_latest(path)
         if target is None:
             raise _not_a_checkpoint(path)
-        path = target
+        path = _or_displaced(target)
     manifest = _read_manifest(path)
     files = manifest["files"]
     state_raw = _open_verified(path / STATE_FILE, files[STATE_FILE])
@@ -701,6 +751,17 @@ def load_checkpoint(path: str | Path, *, checksum: bool = True) -> Checkpoint:
     )
 
 
+def _or_displaced(path: Path) -> Path:
+    """``path``, or the displaced copy of the checkpoint it names when an overwrite of it was interrupted."""
+    if os.path.lexists(path) or not _NAME.match(path.name):
+        return path
+    alt = _displaced(path.parent).get(path.name)
+    if alt is None:
+        return path
+    _log.warning("%s is missing (an overwrite of it was interrupted); using its committed version %s", path, alt)
+    return alt
+
+
 def _follow_latest(path: Path) -> Path | None:
     """The checkpoint a ``latest`` pointer file names, or ``None`` if ``path`` is not one."""
     if path.stat().st_size > 256:
@@ -717,7 +778,8 @@ def _follow_latest(path: Path) -> Path | None:
 def list_checkpoints(directory: str | Path) -> list[Path]:
     """Committed checkpoints in ``directory``, newest first (by the progress in their manifest).
 
-    Unreadable manifests sort last; nothing is verified here.
+    A checkpoint displaced by an interrupted overwrite (``<name>.old-*`` with no ``<name>``) is
+    listed under its own path. Unreadable manifests sort last; nothing is verified here.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -726,12 +788,8 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
     for p in directory.iterdir():
         if not _NAME.match(p.name) or not (p / MANIFEST).is_file():
             continue
-        try:
-            order = json.loads((p / MANIFEST).read_bytes()[:MAX_MANIFEST_BYTES])["order"]
-            key = tuple(int(x) for x in order)
-        except (ValueError, KeyError, TypeError, OSError, RecursionError):
-            key = (-1,)
-        found.append((key, p.name, p))
+        found.append((_order(p), p.name, p))
+    found += [(_order(p), name, p) for name, p in _displaced(directory).items()]
     found.sort(reverse=True)
     return [p for _, _, p in found]
 
@@ -772,7 +830,7 @@ def resolve_resume(resume: str | Path, search: Sequence[Path], *, logger: loggin
                 return ck
         log.info("resume='auto': no checkpoint in %s; starting a new run", ", ".join(map(str, search)) or "(nowhere)")
         return None
-    path = Path(resume)
+    path = _or_displaced(Path(resume))
     if not path.exists():
         msg = f"resume={str(resume)!r}: no such file or directory"
         raise CheckpointNotFoundError(msg)
@@ -782,7 +840,12 @@ def resolve_resume(resume: str | Path, search: Sequence[Path], *, logger: loggin
             msg = f"resume={str(resume)!r}: no valid checkpoint in this directory"
             raise CheckpointError(msg)
         return ck
-    if path.is_file() and _follow_latest(path) is not None:
+    target = _follow_latest(path) if path.is_file() else None
+    if target is not None and path.name != LATEST and not os.path.lexists(_or_displaced(target)):
+        # Not a pointer written by the checkpoint writer (e.g. a one-word notes file): never fall back.
+        msg = f"resume={str(resume)!r}: {_not_a_checkpoint(path)}"
+        raise NotACheckpointError(msg)
+    if target is not None:
         try:
             return load_checkpoint(path)
         except CheckpointError as exc:

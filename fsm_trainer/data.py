@@ -1,11 +1,103 @@
-"""Loader helpers for the runner: endless cycling with pass counting (mmcv's IterLoader), and
-placing a loader at a saved data position (epoch, batches already consumed) for exact resume."""
+"""Loader helpers for the runner: endless cycling with pass counting (mmcv's IterLoader),
+placing a loader at a saved data position (epoch, batches already consumed) for exact resume,
+and keeping DataLoader workers alive through a preemption signal."""
 
 from __future__ import annotations
 
+import atexit
 import logging
-from collections.abc import Iterable, Iterator
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+
+class StopSignalsIgnored:
+    """A DataLoader ``worker_init_fn``: the worker ignores SIGINT, and SIGTERM unless its loader's
+    process sends it; then the original ``fn`` is called.
+
+    SIGTERM from the process that owns the loader still ends the worker as usual:
+    ``multiprocessing`` terminates daemonic workers with it when that process exits (and a
+    DataLoader iterator when it shuts down), so ignoring it would make that exit wait for ever.
+    SIGTERM is blocked in the worker and a thread waits for it (``sigwaitinfo``) to learn its
+    sender. Where ``sigwaitinfo`` is missing, only SIGINT is ignored.
+
+    A top-level class holding ``fn`` (not a closure), so it pickles for the ``spawn`` and
+    ``forkserver`` start methods whenever ``fn`` does.
+    """
+
+    def __init__(self, fn: Callable[[int], Any] | None = None, owner: int | None = None) -> None:
+        self.fn = fn
+        self.owner = os.getpid() if owner is None else owner
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "sigwaitinfo") and hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by later threads
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler inherited by fork
+            owners = frozenset({self.owner, os.getppid()})
+            threading.Thread(target=_sigterm_from, args=(owners,), name="fsm_trainer-sigterm", daemon=True).start()
+        if self.fn is not None:
+            self.fn(worker_id)
+
+    def __repr__(self) -> str:
+        return f"StopSignalsIgnored({self.fn!r})"
+
+
+def _sigterm_from(owners: frozenset[int]) -> None:
+    while True:
+        info = signal.sigwaitinfo({signal.SIGTERM})
+        if info.si_pid in owners:  # die of it, as a worker that does not block it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            return
+
+
+_exit_quiet: list[bool] = []
+
+
+def _stop_watching_workers() -> None:
+    """At exit: drop torch's SIGCHLD check of DataLoader workers, which ``multiprocessing`` is
+    about to terminate; a worker of :class:`StopSignalsIgnored` dies a moment after the signal,
+    when the check would report it as a failure."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGCHLD)
+    if getattr(handler, "__module__", None) == "torch.utils.data._utils.signal_handling":
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def ignore_stop_signals_in_workers(loader: Any) -> bool:
+    """Make the worker processes of ``loader`` survive SIGTERM and SIGINT sent to the process group.
+
+    A signal sent to the whole process group (``kill -- -PGID``, Slurm's ``scancel``) reaches the
+    workers too; by default they die of it and the main process fails with "DataLoader worker
+    exited unexpectedly" instead of finishing its iteration and saving a checkpoint. The
+    loader's ``worker_init_fn`` is wrapped (once) in :class:`StopSignalsIgnored`; it applies to
+    workers started from now on, so call it before the loader is first iterated (persistent
+    workers already running keep their handlers). Workers still end when the DataLoader or
+    its process shuts them down, or when that process dies. Only a
+    ``torch.utils.data.DataLoader`` with ``num_workers > 0`` is changed; returns whether it was.
+
+    >>> import torch
+    >>> loader = torch.utils.data.DataLoader(list(range(4)), num_workers=2)
+    >>> ignore_stop_signals_in_workers(loader), ignore_stop_signals_in_workers(loader)
+    (True, False)
+    >>> loader.worker_init_fn
+    StopSignalsIgnored(None)
+    """
+    from torch.utils.data import DataLoader
+
+    if not isinstance(loader, DataLoader) or loader.num_workers <= 0:
+        return False
+    if isinstance(loader.worker_init_fn, StopSignalsIgnored):
+        return False
+    loader.worker_init_fn = StopSignalsIgnored(loader.worker_init_fn)
+    if not _exit_quiet:  # runs before multiprocessing's own exit function, registered earlier
+        atexit.register(_stop_watching_workers)
+        _exit_quiet.append(True)
+    return True
 
 
 def set_sampler_epoch(loader: Any, epoch: int) -> None:

@@ -16,9 +16,27 @@ from collections.abc import Mapping
 class LogBuffer:
     """Histories of scalars since the last :meth:`clear`, and their latest averages.
 
-    Unlike mmcv's buffer, which grows for a whole epoch (or a whole iter-based run), the
-    histories are trimmed to the window the next interval average can read, so memory stays
-    bounded; the averages are the same.
+    The averages are mmcv 1.7.2's: ``average(n)`` sets each key's output to the mean of the
+    last ``n`` entries of *that key's* history (all of them for ``n == 0``), weighted by their
+    counts; ``clear_output`` forgets the averages only, ``clear`` the histories too.
+
+    mmcv's histories grow from one ``clear`` to the next (a whole epoch, or from one
+    iter-based evaluation to the next). Here every reader of interval averages says how many
+    entries it reads (:meth:`keep`), and ``average(n)`` with ``n > 0`` trims each history to
+    the largest of those, so memory stays bounded and every later ``average(m)`` with ``m`` up
+    to that size sees exactly what mmcv's history would give. ``average(0)`` (a val epoch)
+    reads the whole history since the last ``clear``, which no ``average(n)`` trims in
+    between. Without any :meth:`keep`, nothing is trimmed.
+
+    >>> b = LogBuffer()
+    >>> b.keep(2)
+    >>> b.keep(3)
+    >>> for v in range(1, 10):
+    ...     b.update({"loss": float(v)})
+    ...     b.average(2)
+    >>> b.average(3)
+    >>> b.output["loss"], b.values["loss"][-3:]
+    (8.0, [7.0, 8.0, 9.0])
     """
 
     __slots__ = ("_keep", "counts", "output", "ready", "values")
@@ -29,6 +47,13 @@ class LogBuffer:
         self.output: dict[str, float] = {}
         self.ready = False
         self._keep = 0  # 0: keep everything since clear()
+
+    def keep(self, n: int) -> None:
+        """Keep at least the latest ``n`` entries of every history (a reader averages over ``n``)."""
+        if n <= 0:
+            msg = f"n must be > 0, got {n}"
+            raise ValueError(msg)
+        self._keep = max(self._keep, n)
 
     def clear(self) -> None:
         """Forget the histories and the output."""
@@ -68,12 +93,13 @@ class LogBuffer:
         if n < 0:
             msg = f"n must be >= 0, got {n}"
             raise ValueError(msg)
+        keep = max(self._keep, n) if n and self._keep else 0
         for key, hist in self.values.items():
             counts = self.counts[key]
             vs, cs = (hist[-n:], counts[-n:]) if n else (hist, counts)
             total = sum(cs)
             self.output[key] = sum(v * c for v, c in zip(vs, cs, strict=True)) / total if total else float("nan")
-            if n and len(hist) > 4 * n:  # later averages read at most the last n entries
-                del hist[:-n]
-                del counts[:-n]
+            if keep and len(hist) >= 2 * keep:
+                del hist[:-keep]
+                del counts[:-keep]
         self.ready = True

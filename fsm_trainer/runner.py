@@ -47,6 +47,7 @@ run would have called after the save.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks, reachab
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState, make_state
 from fsm_trainer.step import StepFn, bad_outputs, make_steps
-from fsm_trainer.transitions import END, START, TransitionTable, run_length, transition
+from fsm_trainer.transitions import END, START, TransitionTable, continue_finished, run_length, transition
 
 HookLike = Hook | Callable[[RunContext], "Hook | Sequence[Hook]"]
 
@@ -219,15 +220,50 @@ def run(
         restorer = Restorer.find(resume, ctx, strict=resume_strict)
         if restorer is not None:
             state = _rescaled(restorer, restorer.ckpt.state, table, ctx.logger)
+            extended = continue_finished(restorer.ckpt.table, table, state)
+            if extended is not state:
+                ctx.logger.info("the checkpoint's run had finished; continuing it to %s at %s",
+                                f"max_epochs={table.max_epochs}" if table.by == "epoch" else f"max_iters={table.max_iters}",
+                                table.node_name(extended.phase))
+                state = extended
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     ctx.logger.info("hooks will be executed in the following order:\n%s", composed)
     loop = _EpochLoop if table.by == "epoch" else _IterLoop
+    failed: BaseException | None = None
     try:
         return loop(table, composed, ctx, train_step, val_step, restorer).run(state)
+    except BaseException as exc:
+        failed = exc
+        raise
     finally:
-        for fn in reversed(ctx.on_exit):
-            fn()
+        # Every callback runs (last registered first) whatever the others raise. A training
+        # error stays the one raised, with the cleanup errors noted on it; after a run that
+        # succeeded, the last cleanup error is raised, the earlier ones chained as its context.
+
+        def chained(fn: Callable[[], None]) -> Callable[[Any, BaseException | None, Any], None]:
+            def call(_type: Any, pending: BaseException | None, _tb: Any) -> None:
+                try:
+                    fn()
+                except BaseException as exc:
+                    if exc.__context__ is None:
+                        exc.__context__ = pending
+                    raise
+
+            return call
+
+        try:
+            with contextlib.ExitStack() as stack:
+                for fn in ctx.on_exit:
+                    stack.push(chained(fn))
+        except BaseException as cleanup:
+            if failed is None:
+                raise
+            note = getattr(failed, "add_note", None)
+            err: BaseException | None = cleanup
+            while err is not None and err is not failed and note is not None:
+                note(f"an on_exit callback also failed during cleanup: {type(err).__name__}: {err}")
+                err = err.__context__
 
 
 def _rescaled(restorer: Any, s: TrainState, table: TransitionTable, logger: logging.Logger) -> TrainState:

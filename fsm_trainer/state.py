@@ -24,11 +24,12 @@ iteration; types are checked where data enters from outside (``fsm_trainer.seria
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-_EMPTY: Mapping[str, Any] = {}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @attrs.frozen(slots=True)
@@ -65,9 +66,41 @@ class TrainState:
         states[name] = value
         return attrs.evolve(self, hook_states=states)
 
+    def plain(self) -> TrainState:
+        """This state as plain data: ``outputs`` reduced by :func:`plain_outputs`, ``stop`` kept.
+
+        What a run returns and a checkpoint stores: no tensor (and no autograd graph) survives.
+        """
+        return attrs.evolve(self, outputs=plain_outputs(self.outputs))
+
     def request_stop(self) -> TrainState:
         """Return a copy asking the run to stop after the current hook point."""
         return attrs.evolve(self, stop=True)
+
+
+def _number(v: Any) -> Any:
+    item = getattr(v, "item", None)
+    if item is not None and getattr(v, "numel", lambda: 0)() == 1:
+        return item()
+    return v
+
+
+def plain_outputs(outputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The part of a step's outputs a saved or returned state keeps: ``log_vars`` and ``num_samples``.
+
+    One-element tensors become Python numbers (one host sync each, at a save or at the end of a
+    run, never per iteration); the loss tensor and predictions are dropped.
+
+    >>> plain_outputs({"loss": object(), "log_vars": {"loss": 0.5}, "num_samples": 4})
+    {'log_vars': {'loss': 0.5}, 'num_samples': 4}
+    """
+    out: dict[str, Any] = {}
+    if "log_vars" in outputs:
+        lv = outputs["log_vars"]
+        out["log_vars"] = {k: _number(v) for k, v in lv.items()} if isinstance(lv, Mapping) else lv
+    if "num_samples" in outputs:
+        out["num_samples"] = _number(outputs["num_samples"])
+    return out
 
 
 def _make_positional_constructor() -> Any:

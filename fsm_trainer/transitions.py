@@ -354,3 +354,62 @@ def run_length(table: TransitionTable, state: TrainState) -> int:
         return left
     progress = state.epoch if table.by == "epoch" else state.iter
     return max(0, min(left, table.max_progress - progress))
+
+
+def last_entry(table: TransitionTable) -> TrainState | None:
+    """Where a complete run of ``table`` was right before its final ``done`` led to ``end``.
+
+    Counters as the run left them (``epoch``/``iter``; iter-based, ``epoch`` is left at 0),
+    ``phase``/``phase_done``/``inner_iter`` of the entry that finished last. ``None`` when the
+    run never enters an entry. A torch-free dry run through the table, one segment at a time.
+
+    >>> t = compile_workflow([("train", 2), ("val", 1)], max_epochs=3)
+    >>> s = last_entry(t)
+    >>> (s.epoch, s.mode, s.phase_done)  # mmcv validates after the last train epoch too
+    (3, 'val', 0)
+    """
+    s = transition(table, TrainState(), "start")
+    prev = None
+    while s.phase != END:
+        n = run_length(table, s)
+        if n == 0:
+            prev = s
+            s = transition(table, s, "done")
+            continue
+        train = table.workflow[s.phase][0] == "train"
+        if table.by == "epoch":
+            s = attrs.evolve(s, epoch=s.epoch + n if train else s.epoch, phase_done=s.phase_done + n - 1)
+        else:
+            s = attrs.evolve(s, iter=s.iter + n if train else s.iter, inner_iter=s.inner_iter + n,
+                             phase_done=s.phase_done + n - 1)
+        prev = s
+        s = transition(table, s, "done")
+    return prev
+
+
+def continue_finished(saved: TransitionTable, table: TransitionTable, state: TrainState) -> TrainState:
+    """The position from which ``table`` continues a run of ``saved`` that reached ``end`` at ``state``.
+
+    A run extended after it finished (a larger ``max_epochs``/``max_iters``) goes on where the
+    finished run's last entry was, as if the table had been ``table`` all along: the last
+    entry's ``done`` is taken again under ``table``. A state that is not at ``end``, or whose
+    counters are not those of a complete run of ``saved`` (it was stopped early), is returned
+    unchanged.
+
+    >>> old = compile_workflow([("train", 1)], max_epochs=2)
+    >>> new = compile_workflow([("train", 1)], max_epochs=4)
+    >>> s = continue_finished(old, new, TrainState(epoch=2, mode="train", phase=END))
+    >>> (s.epoch, s.mode, s.phase, s.phase_done)
+    (2, 'train', 0, 0)
+    """
+    if state.phase != END or saved.by != table.by or saved.workflow != table.workflow:
+        return state
+    last = last_entry(saved)
+    if last is None:
+        return state
+    progress = (state.epoch, last.epoch) if saved.by == "epoch" else (state.iter, last.iter)
+    if progress[0] != progress[1]:
+        return state
+    at = attrs.evolve(state, mode=last.mode, phase=last.phase, phase_done=last.phase_done,
+                      inner_iter=last.inner_iter if saved.by == "iter" else state.inner_iter, stop=False)
+    return transition(table, at, "done")

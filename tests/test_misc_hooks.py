@@ -81,7 +81,7 @@ def test_early_stopping_stops_after_patience_and_records_it():
                 hooks=[eval_hook(loader, lambda o, t: {"accuracy": next(scores)}),
                        early_stopping_hook("accuracy", patience=2), closure_hook("after_run", ended.append)])
     assert final.stop and final.epoch == 4 and ended
-    assert final.hook_states["EarlyStoppingHook"] == {"best": 0.7, "wait": 2, "stopped": True}
+    assert final.hook_states["EarlyStoppingHook"] == {"best": 0.7, "wait": 2, "stopped": True, "counted": {"epoch": 4}}
 
 
 class Model(nn.Module):

@@ -20,7 +20,13 @@ Differences from mmcv 1.7.2, on purpose:
   saved and the run stops; ``after_run`` is called. A second SIGINT interrupts at once. In a
   val epoch of an epoch-based run the checkpoint is the position (and RNG states) at the start
   of that val epoch, which the resumed run repeats: val epochs have no resumable position of
-  their own, and their hooks change no saved state in the shipped hooks.
+  their own, and their hooks change no saved state in the shipped hooks. The worker
+  processes of the run's DataLoaders (``num_workers > 0``) are made to ignore SIGINT, and
+  SIGTERM not sent by their own process (:func:`fsm_trainer.data.ignore_stop_signals_in_workers`),
+  so a signal sent to the whole process group (``scancel``) does not kill them before the
+  checkpoint is saved.
+* The state written never has ``stop`` set, even when another hook asked the run to stop at
+  that point: it is the position to continue from, so a run resumed from it goes on.
 
 Distributed (a process group of several ranks): every rank runs the hook; the ranks' RNG
 states and log buffers are gathered to rank 0, which alone writes (and rotates and cleans up)
@@ -40,6 +46,7 @@ from typing import Any
 from fsm_trainer import rng
 from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, save_snapshot, to_remove
 from fsm_trainer.context import RunContext
+from fsm_trainer.data import ignore_stop_signals_in_workers
 from fsm_trainer.dist import any_rank, get_dist_info
 from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
@@ -158,8 +165,9 @@ def checkpoint_hook(
 
         def mid(s: TrainState, d: int) -> TrainState:
             # The position after this train iteration (before the runner advanced the counters).
+            # A stop asked for at this point ends this process, not the run resumed from here.
             return make_state(s.epoch, s.iter + d, s.inner_iter + 1, s.mode, _slim(s.outputs), s.phase,
-                              s.phase_done, s.stop, s.hook_states)
+                              s.phase_done, False, s.hook_states)
 
         if table.by == "epoch":
 
@@ -169,16 +177,16 @@ def checkpoint_hook(
             def write_train_epoch(s: TrainState) -> TrainState:
                 def at() -> TrainState:
                     nxt = make_state(s.epoch + 1, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
-                                     s.phase_done, s.stop, s.hook_states)
-                    return nxt if s.stop else transition(table, nxt, "done")
+                                     s.phase_done, False, s.hook_states)
+                    return transition(table, nxt, "done")
 
                 return finish(s, at, lambda a: f"epoch_{s.epoch + 1}")
 
             def write_val_epoch(s: TrainState) -> TrainState:
                 def at() -> TrainState:
                     nxt = make_state(s.epoch, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
-                                     s.phase_done, s.stop, s.hook_states)
-                    return nxt if s.stop else transition(table, nxt, "done")
+                                     s.phase_done, False, s.hook_states)
+                    return transition(table, nxt, "done")
 
                 return finish(s, at, lambda a: f"epoch_{s.epoch}" if per_epoch else f"iter_{s.iter}")
 
@@ -188,7 +196,7 @@ def checkpoint_hook(
 
             def mark_val_start(s: TrainState) -> TrainState:
                 val_start[0] = (make_state(s.epoch, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
-                                           s.phase_done, s.stop, s.hook_states), rng.capture())
+                                           s.phase_done, False, s.hook_states), rng.capture())
                 return s
 
             def write_val_iter(s: TrainState) -> TrainState:
@@ -207,8 +215,7 @@ def checkpoint_hook(
         else:
 
             def iter_at(s: TrainState, d: int) -> TrainState:
-                nxt = mid(s, d)
-                return nxt if s.stop else transition(table, nxt, "done")
+                return transition(table, mid(s, d), "done")
 
             writer_on = {"after_train_iter": lambda s: finish(s, lambda: iter_at(s, 1), lambda a: f"iter_{a.iter}")}
             if preempt and "val" in table.reachable_modes():
@@ -228,11 +235,23 @@ def checkpoint_hook(
                 signal.signal(sig, handler)
             previous.clear()
 
+        def shield_workers() -> None:
+            for loader in ctx.data_loaders:
+                if ignore_stop_signals_in_workers(loader):
+                    ctx.logger.debug("the workers of %r will outlive a SIGTERM or SIGINT to the group", loader)
+
+        handles_signals = preempt and threading.current_thread() is threading.main_thread()
+        if handles_signals:
+            # Now, not in before_run: an iter-based run starts its loaders' iterators (and their
+            # worker processes) before before_run.
+            shield_workers()
+
         def before_run(s: TrainState) -> TrainState:
             for p in cleanup_stale(directory) if rank == 0 else ():
                 ctx.logger.info("removed %s, left by an interrupted save", p)
             ctx.logger.info("Checkpoints will be saved to %s", directory)
-            if preempt and threading.current_thread() is threading.main_thread():
+            if handles_signals:
+                shield_workers()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     previous[sig] = signal.signal(sig, on_signal)
                 ctx.on_exit.append(uninstall)

@@ -81,14 +81,24 @@ def ema_hook(
         if not isinstance(model, torch.nn.Module):
             msg = f"{name} needs run(..., model=<nn.Module>), got {type(ctx.model).__name__}"
             raise ValueError(msg)
-        tracked = dict(model.named_parameters())
-        if update_buffers:
-            tracked.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
-        names = list(tracked)
-        live = [tracked[n] for n in names]
-        # Made when the run starts, i.e. where mmcv's before_run clones them.
-        ema = [t.detach().clone() for t in live]
+        names: list[str] = []
+        live: list[torch.Tensor] = []
+        ema: list[torch.Tensor] = []
         swapped = [False]
+        loaded = [False]
+
+        def bind() -> None:
+            # The tensors the averages follow, read when the run starts: after a resume that is
+            # the restored model, so the averages (when the checkpoint holds none) start from it.
+            tracked = dict(model.named_parameters())
+            if update_buffers:
+                tracked.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
+            names[:] = list(tracked)
+            live[:] = [tracked[n] for n in names]
+            if loaded[0] and len(ema) == len(live):  # averages given by load_state_dict stay
+                return
+            ema[:] = [t.detach().clone() for t in live]
+            swapped[0] = False
 
         def swap() -> None:
             with torch.no_grad():
@@ -99,6 +109,7 @@ def ema_hook(
             swapped[0] = not swapped[0]
 
         def before_run(s: TrainState) -> TrainState:
+            bind()
             if resume_from is not None:
                 from fsm_trainer.checkpoint import _numpy_globals
 
@@ -151,9 +162,13 @@ def ema_hook(
             on["before_train_iter"] = out_of_val
 
         def state_dict() -> dict[str, Any]:
+            if not live:
+                bind()
             return {"ema": {n: e.clone() for n, e in zip(names, ema, strict=True)}, "swapped": swapped[0]}
 
         def load_state_dict(d: dict[str, Any]) -> None:
+            if not live:
+                bind()
             values = d["ema"]
             unknown = sorted(set(values) - set(names))
             missing = sorted(set(names) - set(values))
@@ -164,6 +179,7 @@ def ema_hook(
                 for n, e in zip(names, ema, strict=True):
                     copy_full_(e, values[n])  # a shard of it under FSDP
             swapped[0] = bool(d.get("swapped", False))
+            loaded[0] = True
 
         return Hook(name, priority, on, state_dict=state_dict, load_state_dict=load_state_dict)
 

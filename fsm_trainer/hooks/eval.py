@@ -25,8 +25,11 @@ metrics are used. Only rank 0 writes the best checkpoint.
 What the hook keeps lives in the state, ``state.hook_states["EvalHook"]``: the last metrics
 (``last``), ``key``, ``rule``, ``best_score``, ``best_ckpt`` and ``best_at``. It is saved in
 every checkpoint and in :func:`fsm_trainer.serialize.state_to_json`, so the best score
-survives a resume (mmcv's iter-based resume lost it, mmengine#1166). The best score and path
-are also put in ``ctx.meta["hook_msgs"]``, as mmcv does.
+survives a resume (mmcv's iter-based resume lost it, mmengine#1166). ``best_ckpt`` is the
+checkpoint's name in the hook's directory, not a path: a run resumed with another work dir
+resolves it against its own directory, and removes a previous best only there (never the
+best checkpoint of the run it resumed from). The best score and the full path are also put
+in ``ctx.meta["hook_msgs"]``, as mmcv does.
 
 ``start``: as mmcv, evaluation happens at units ``start, start + interval, ...`` (1-based
 counts of completed epochs or iterations), and if the run begins at or after ``start`` the
@@ -268,9 +271,9 @@ def eval_hook(
                     ckpt = f"best_{_UNSAFE.sub('_', key)}_{unit}_{done}"
                     assert directory is not None
                     pending.append((ckpt, kept.get("best_ckpt")))
-                    kept.update(best_score=score, best_ckpt=str(directory / ckpt), best_at=done)
+                    kept.update(best_score=score, best_ckpt=ckpt, best_at=done)
                     msgs = ctx.meta.setdefault("hook_msgs", {})
-                    msgs["best_score"], msgs["best_ckpt"] = score, kept["best_ckpt"]
+                    msgs["best_score"], msgs["best_ckpt"] = score, str(directory / ckpt)
             return s.with_hook_state(name, kept)
 
         def after_train_epoch(s: TrainState) -> TrainState:
@@ -309,9 +312,10 @@ def eval_hook(
             pending.clear()
             assert directory is not None
             path = save_snapshot(ctx, resume_at(), directory, ckpt, update_latest=False)
-            if rank == 0 and previous is not None and Path(previous) != path and Path(previous).exists():
-                remove_checkpoint(previous)
-                ctx.logger.info("The previous best checkpoint %s was removed", previous)
+            old = _own_checkpoint(directory, previous)
+            if rank == 0 and old is not None and old != path and old.exists():
+                remove_checkpoint(old)
+                ctx.logger.info("The previous best checkpoint %s was removed", old)
             kept = s.hook_states[name]
             ctx.logger.info("Now best checkpoint is saved as %s.", path.name)
             ctx.logger.info("Best %s is %.4f at %d %s.", kept["key"], kept["best_score"], kept["best_at"], unit)
@@ -348,6 +352,29 @@ def eval_hook(
         return hooks
 
     return factory
+
+
+def _own_checkpoint(directory: Path, saved: str | None) -> Path | None:
+    """The previous best checkpoint ``saved`` (a name in ``directory``) if it lies in ``directory``.
+
+    Older states hold a full path; one into another directory (a run resumed from another
+    work dir) is never this run's to remove.
+
+    >>> _own_checkpoint(Path("/runs/b"), "best_acc_epoch_3")
+    PosixPath('/runs/b/best_acc_epoch_3')
+    >>> _own_checkpoint(Path("/runs/b"), "/runs/a/best_acc_epoch_3") is None
+    True
+    """
+    if not saved:
+        return None
+    path = Path(saved)
+    if not path.is_absolute() and len(path.parts) == 1 and path.name not in (".", ".."):
+        return directory / path
+    try:
+        same = path.parent.resolve() == directory.resolve()
+    except OSError:
+        return None
+    return directory / path.name if same and path.name not in ("", ".", "..") else None
 
 
 def _length(loader: Any) -> int | None:

@@ -27,6 +27,15 @@ in a train phase, marked by :data:`EVAL_ITER_KEY`), else ``"train"``; its ``epoc
 The last logger in call order always clears the averages after logging, so each interval is
 logged once by every logger (mmcv forces ``reset_flag`` on it in ``before_run``).
 
+Several loggers share one buffer, as in mmcv. Each averages the last ``interval`` entries of
+each key's history at its own points; the history is only cleared by ``before_epoch`` and by an
+iter-based evaluation (mmcv's ``EvalHook`` clears it after flushing the loggers), never by a
+logger's ``after_train_iter``, which clears the averages only. So a logger without
+``reset_flag`` leaves its averages ready, and a later logger of the same iteration logs them
+too (mmcv does). The buffer keeps as many entries per key as the largest interval of the
+run's loggers (:meth:`~fsm_trainer.logbuffer.LogBuffer.keep`): every logger's averages are
+mmcv's, and so are those of a run resumed from a checkpoint, which saves the buffer.
+
 Distributed (several ranks): every rank keeps its own buffer and runs the same rules; at each
 point where a logger averages, the averages are then averaged over the ranks (every rank takes
 part), and only rank 0's backend is opened and written to. mmcv instead all-reduces each
@@ -216,6 +225,7 @@ def logger_hook(
         table = ctx.table
         per_epoch = table.by == "epoch" if by_epoch is None else by_epoch
         ctx.register_logger(name)
+        buf.keep(interval)  # the largest interval of the run's loggers bounds the shared histories
         rank, world = get_dist_info()
         # Other ranks average with rank 0 but write nothing (no files, no console lines).
         backend = make_writer(ctx, per_epoch) if rank == 0 else LogWriter(_nothing, _nothing, _nothing)

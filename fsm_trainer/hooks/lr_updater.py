@@ -74,57 +74,69 @@ def schedule_hook(
         epoch_len = _first_train_len(ctx) if table.by == "epoch" else None
         schedule.check_run(table.by, max_epochs=max_epochs, max_iters=max_iters, epoch_len=epoch_len)
         named = _named_optimizers(opt)
-        groups = [g for _, o in named for g in o.param_groups]
-        setters = [setter_for(g) for g in groups]
+        for _, o in named:  # refuse groups the hook cannot drive now, before any work
+            for g in o.param_groups:
+                setter_for(g)
         warm, by_epoch = schedule.warm, schedule.by_epoch
-        # The run's length is fixed: bind it once (OneCycle and cyclic precompute their phases).
+        # Constants of the run (its length, the train loader's length), so recomputable:
+        # OneCycle and cyclic precompute their phases; with warmup_by_epoch the warmup length
+        # is the first train loader's length times warmup_iters, as mmcv fixes it.
         value = bind(schedule.policy, max_epochs if by_epoch else max_iters)
-        pairs: list[tuple[Setter, dict[str, Any], Any]] = []
-        regular: list[float] = []
-        # Warmup length; with warmup_by_epoch it is fixed at the first train epoch, as mmcv does.
-        wi = [None if schedule.warmup_by_epoch else schedule.warmup_iters]
+        n_warm = schedule.warmup_length(epoch_len) if warm is not None else 0
+        # The param groups are read when used: restoring an optimizer replaces its group dicts.
+        if len(named) == 1:
+            only = named[0][1]
+
+            def groups() -> list[dict[str, Any]]:
+                return only.param_groups  # type: ignore[no-any-return]
+        else:
+
+            def groups() -> list[dict[str, Any]]:
+                return [g for _, o in named for g in o.param_groups]
+
+        # (setter, base) per group, made at before_run from the groups as they are then (after a
+        # resume: the restored ones, which carry initial_lr / initial_momentum).
+        plan: list[tuple[Setter, Any]] = []
 
         def before_run(s: TrainState) -> TrainState:
             bases = init_bases(schedule, named)
-            pairs[:] = list(zip(setters, groups, bases, strict=True))
+            plan[:] = [(setter_for(g), b) for g, b in zip(groups(), bases, strict=True)]
             return s
 
+        def put_all(values: list[float]) -> None:
+            for (put, _), g, v in zip(plan, groups(), values, strict=True):
+                put(g, v)
+
         def before_train_epoch(s: TrainState) -> TrainState:
-            if wi[0] is None:
-                wi[0] = schedule.warmup_length(ctx.loader_len(s.phase))
-            if by_epoch:
-                e = s.epoch
-                regular[:] = [value(b, e) for _, _, b in pairs]
-                for (put, g, _), v in zip(pairs, regular, strict=True):
-                    put(g, v)
+            e = s.epoch
+            put_all([value(b, e) for _, b in plan])
             return s
 
         def warmup_by_epoch_iter(s: TrainState) -> TrainState:
             # mmcv: the regular value was set at the epoch's start; warmup overrides it per
             # iteration, and the iteration that ends warmup restores it.
-            i, n = s.iter, wi[0]
-            if i > n:  # type: ignore[operator]
+            i = s.iter
+            if i > n_warm:
                 return s
-            if i == n:
-                for (put, g, _), v in zip(pairs, regular, strict=True):
-                    put(g, v)
+            e = s.epoch
+            if i == n_warm:
+                put_all([value(b, e) for _, b in plan])
             else:
-                for (put, g, _), v in zip(pairs, regular, strict=True):
-                    put(g, warm(v, i, n))  # type: ignore[misc]
+                put_all([warm(value(b, e), i, n_warm) for _, b in plan])  # type: ignore[misc]
             return s
 
         def per_iter(s: TrainState) -> TrainState:
-            i, n = s.iter, wi[0]
-            if warm is not None and i < n:  # type: ignore[operator]
-                for put, g, b in pairs:
-                    put(g, warm(value(b, i), i, n))
+            i = s.iter
+            if warm is not None and i < n_warm:
+                for (put, b), g in zip(plan, groups(), strict=True):
+                    put(g, warm(value(b, i), i, n_warm))
             else:
-                for put, g, b in pairs:
+                for (put, b), g in zip(plan, groups(), strict=True):
                     put(g, value(b, i))
             return s
 
         on: dict[str, Callable[[TrainState], TrainState]] = {"before_run": before_run}
-        if table.by == "epoch" and (by_epoch or schedule.warmup_by_epoch):
+        if table.by == "epoch" and by_epoch:
             on["before_train_epoch"] = before_train_epoch
         if not by_epoch:
             on["before_train_iter"] = per_iter

@@ -258,8 +258,11 @@ def early_stopping_hook(
     It reads the metrics the eval hook ``eval_name`` keeps in ``state.hook_states`` after each
     evaluation, so it runs at a priority between the eval hook (LOW) and the loggers
     (VERY_LOW); the loggers still log the last evaluation, then the run stops
-    (``after_run`` runs). Its progress (``best``, ``wait``) is kept in
-    ``state.hook_states[name]``, so it survives a resume.
+    (``after_run`` runs). Its progress (``best``, ``wait``) and the position of the last
+    evaluation it counted (``counted``: the eval hook's ``last`` without its metrics, e.g.
+    ``{"epoch": 3}``) are kept in ``state.hook_states[name]``, so it survives a resume: the
+    evaluation restored from a checkpoint, or repeated at the same position by an eval hook
+    with ``start`` (mmcv's evaluation after a resume), is not counted again.
 
     Args:
         monitor: a metric name the eval hook returns (e.g. ``"accuracy"``).
@@ -278,31 +281,42 @@ def early_stopping_hook(
         raise ValueError(msg)
 
     def factory(ctx: RunContext) -> Hook:
-        seen: list[Any] = [None]
-
         def check(s: TrainState) -> TrainState:
             ev = s.hook_states.get(eval_name)
             last = ev.get("last") if ev else None
-            if last is None or last is seen[0]:
+            if last is None:
                 return s
-            seen[0] = last
+            at = {k: v for k, v in last.items() if k != "metrics"}
+            kept = s.hook_states.get(name) or {}
+            if kept.get("counted") == at:
+                return s
             if monitor not in last["metrics"]:
                 got = sorted(last["metrics"])
                 msg = f"{name}: the eval hook {eval_name!r} returned no {monitor!r} (metrics: {got})"
                 raise HookError(msg)
-            kept = s.hook_states.get(name) or {}
             es = EarlyStopping(resolved, patience, min_delta, kept.get("best"), kept.get("wait", 0))
             es = es.update(float(last["metrics"][monitor]))
-            s = s.with_hook_state(name, {"best": es.best, "wait": es.wait, "stopped": es.should_stop})
+            s = s.with_hook_state(name, {"best": es.best, "wait": es.wait, "stopped": es.should_stop, "counted": at})
             if es.should_stop:
                 ctx.logger.info("%s: no improvement of %s for %d evaluations (best %.4f); stopping",
                                 name, monitor, es.wait, es.best)
                 return s.request_stop()
             return s
 
-        by = ctx.table.by
-        return Hook(name, priority, reachable_only({"after_train_epoch": check, "after_train_iter": check}
-                                                   if by == "epoch" else {"after_train_iter": check}, ctx.table))
+        def stay_stopped(s: TrainState) -> TrainState:
+            # Resumed from a checkpoint saved when this hook stopped the run: the run that never
+            # stopped ends there too, so the resumed one ends at once (remove the hook to go on).
+            kept = s.hook_states.get(name) or {}
+            if kept.get("stopped"):
+                ctx.logger.info("%s: the run had stopped early (best %s %.4f); it stays stopped", name, monitor,
+                                kept.get("best"))
+                return s.request_stop()
+            return s
+
+        on = {"before_run": stay_stopped, "after_train_iter": check}
+        if ctx.table.by == "epoch":
+            on["after_train_epoch"] = check
+        return Hook(name, priority, reachable_only(on, ctx.table))
 
     return factory
 

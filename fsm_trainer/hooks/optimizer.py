@@ -220,7 +220,6 @@ def optimizer_hook(
             raise ValueError(msg)
         logger = ctx.logger
         buf = ctx.log_buffer if grad_clip is not None else None
-        params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad] if needs_model else []
         scaler = amp.scaler if amp is not None else None
         static = amp.static_scale if amp is not None else None
         max_iters = ctx.max_iters
@@ -229,9 +228,8 @@ def optimizer_hook(
             raise ValueError(msg)
         # mmcv: the last max_iters % k iterations form a short group, divided by its size.
         short_from = max_iters - max_iters % k if k > 1 else 0  # type: ignore[operator]
-        warned = [False]
-
         switch = grad_sync_switch(ctx)
+        started = [False]  # per process: the first accumulation step of this run checks where it starts
 
         def sync_next(i: int) -> None:
             # Gradients are reduced over ranks only in the backward that completes a group
@@ -241,19 +239,19 @@ def optimizer_hook(
 
         def check_first(s: TrainState) -> TrainState:
             sync_next(s.iter)
-            if s.iter % k:
-                logger.warning(
-                    "%s: the run starts at iter %d, not a multiple of cumulative_iters=%d; the gradients "
-                    "accumulated before the interruption are lost", name, s.iter, k,
-                )
             if isinstance(model, torch.nn.Module) and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                                                           for m in model.modules()):
                 logger.warning("%s: gradient accumulation with BatchNorm layers may slightly lower accuracy", name)
             return s
 
+        def optimizer_params() -> Iterator[torch.Tensor]:
+            for g in optimizer.param_groups:
+                yield from g["params"]
+
         def clip_and_step(s: TrainState) -> None:
             if grad_clip is not None:
-                with_grad = [p for p in params if p.grad is not None]
+                # As mmcv, the parameters are listed at each step: one unfrozen later is clipped too.
+                with_grad = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
                 if with_grad:
                     norm = torch.nn.utils.clip_grad_norm_(with_grad, **grad_clip)
                     buf.update({"grad_norm": scalar(norm)}, s.outputs.get("num_samples", 1))  # type: ignore[union-attr]
@@ -291,12 +289,18 @@ def optimizer_hook(
         def after_train_iter_cumulative(s: TrainState) -> TrainState:
             i = s.iter
             loss = get_loss(s)
+            if not started[0]:
+                started[0] = True
+                if i % k and not any(p.grad is not None for p in optimizer_params()):
+                    logger.warning(
+                        "%s: the run starts at iter %d, inside a group of cumulative_iters=%d, with no accumulated "
+                        "gradients (none were saved); the group's first iterations are lost", name, i, k,
+                    )
             if i < short_from:
                 factor = k
             else:
                 factor = max_iters - short_from  # type: ignore[operator]
-                if not warned[0]:
-                    warned[0] = True
+                if i == short_from:
                     logger.warning(
                         "%s: the loss is divided by %d in the last %d iterations (not enough for "
                         "cumulative_iters=%d)", name, factor, factor, k,
@@ -329,13 +333,35 @@ def optimizer_hook(
             on["after_train_iter"] = after_train_iter_plain
         else:
             on["after_train_iter"] = after_train_iter
-        if scaler is None:
+        accumulates = k > 1 and isinstance(model, torch.nn.Module)
+        if scaler is None and not accumulates:
             return Hook(name, priority, on)
-        return Hook(
-            name, priority, on,
-            state_dict=lambda: {"loss_scaler": scaler.state_dict()},
-            load_state_dict=lambda d: scaler.load_state_dict(d["loss_scaler"]),
-        )
+
+        def state_dict() -> dict[str, Any]:
+            d: dict[str, Any] = {}
+            if scaler is not None:
+                d["loss_scaler"] = scaler.state_dict()
+            if accumulates:
+                # The gradients summed so far in an unfinished accumulation group: a resume
+                # inside the group continues the same sum.
+                d["grads"] = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+            return d
+
+        def load_state_dict(d: dict[str, Any]) -> None:
+            if scaler is not None and "loss_scaler" in d:
+                scaler.load_state_dict(d["loss_scaler"])
+            if accumulates and "grads" in d:
+                grads = d["grads"]
+                params = dict(model.named_parameters())
+                unknown = sorted(set(grads) - set(params))
+                if unknown:
+                    msg = f"{name}: saved gradients for parameters the model does not have: {unknown[:5]}"
+                    raise KeyError(msg)
+                for n, p in params.items():
+                    g = grads.get(n)
+                    p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype).clone()
+
+        return Hook(name, priority, on, state_dict=state_dict, load_state_dict=load_state_dict)
 
     return factory
 
