@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 import toolz
 
+from fsm_trainer._codegen import define
 from fsm_trainer.errors import HookError
 from fsm_trainer.priority import Priority, get_priority
 from fsm_trainer.state import TrainState
@@ -218,8 +219,7 @@ def compile_stage(site: str, hooks: tuple[Hook, ...], fns: tuple[HookFn, ...]) -
         lines.append(f"    s = f{i}(s)")
         lines.append(f"    if s.__class__ is not _cls: raise _bad({i}, s)")
     lines.append("    return s")
-    exec("\n".join(lines), env)
-    stage: HookFn = env["stage"]
+    stage: HookFn = define("stage", "\n".join(lines) + "\n", env, what=f"stage {site}")
     stage.__qualname__ = stage.__name__ = f"{site}[{', '.join(h.name for h in hooks)}]"
     return stage
 

@@ -113,8 +113,9 @@ def _make_positional_constructor() -> Any:
     env.update({f"_set_{n}": TrainState.__dict__[n].__set__ for n in names})
     body = "".join(f"    _set_{n}(s, {n})\n" for n in names)
     src = f"def make_state({', '.join(names)}):\n    s = _new(_cls)\n{body}    return s\n"
-    exec(src, env)
-    return env["make_state"]
+    from fsm_trainer._codegen import define
+
+    return define("make_state", src, env, what="make_state")
 
 
 make_state = _make_positional_constructor()

@@ -134,3 +134,23 @@ def test_order_prints_like_mmcv():
     text = str(c)
     assert text.splitlines()[:4] == ["after_train_iter:", "(ABOVE_NORMAL) Opt", "(45          ) Custom",
                                      "(VERY_LOW    ) Logger"]
+
+
+def test_generated_stage_shows_its_source_in_tracebacks():
+    """A traceback through a composed stage names the stage and shows the generated line."""
+    import traceback
+
+    from fsm_trainer.hook import compile_stage
+
+    def boom(s):
+        raise RuntimeError("boom")
+
+    h = Hook("Boom", on={"after_train_iter": boom})
+    stage = compile_stage("after_train_iter", (h,), (boom,))
+    try:
+        stage(TrainState())
+    except RuntimeError as exc:
+        text = "".join(traceback.format_exception(exc))
+    assert "<fsm_trainer stage after_train_iter" in text
+    assert "s = f0(s)" in text
+    assert 'File "<string>"' not in text
