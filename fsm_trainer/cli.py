@@ -1,38 +1,99 @@
-"""``fsm-trainer``: train, inspect and plan runs from mmcv-style config files.
+"""``fsm-trainer``: train, inspect, plan and evaluate runs from mmcv-style config files.
 
 Commands (``fsm-trainer COMMAND --help`` for each)::
 
     fsm-trainer train CONFIG [--work-dir DIR] [--resume auto|PATH] [--cfg-options K=V ...] [--seed N]
-                             [--launcher none|pytorch]   (under torchrun: docs/distributed.md)
+                             [--launcher none|pytorch]   (under torchrun: README, "Distributed training")
     fsm-trainer show CONFIG            resolved config, hook order per point, transition table
     fsm-trainer plan CONFIG [--out P]  LR/momentum per iteration, val/eval/checkpoint/log points
     fsm-trainer resume WORK_DIR        continue the run in WORK_DIR from its newest checkpoint
     fsm-trainer replay CHECKPOINT --iters N    re-run N train iterations, one JSON line each
+    fsm-trainer test CONFIG CHECKPOINT evaluate a checkpoint on data.test (or data.val)
     fsm-trainer plot LOG.json... --keys loss acc --out curves.png
 
-Exit codes: 0 done; 2 bad config or arguments (a message, no traceback); 130 interrupted
-(after saving a checkpoint when the config has a checkpoint hook); 1 a failed run.
+Exit codes: 0 done; 2 bad config, arguments or files (a message, no traceback); 130
+interrupted (after saving a checkpoint when the config has a checkpoint hook); 1 a failed run
+(a message naming the last checkpoint). ``-v`` or ``FSM_TRAINER_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import pprint
+import re
 import sys
+import time
+import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from fsm_trainer.errors import FsmTrainerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SAVED_CONFIG = "config.json"
 """The resolved config ``train`` writes into the work dir; ``resume`` and ``replay`` read it."""
+DEBUG_ENV = "FSM_TRAINER_DEBUG"
+"""``FSM_TRAINER_DEBUG=1``: print the traceback of an error, as ``-v`` does."""
+README_DIST = "the README section 'Distributed training: torchrun, DDP, FSDP, exact resume'"
 
 
-class UsageError(Exception):
+class UsageError(FsmTrainerError, ValueError):
     """Bad arguments or files: exit 2 with the message."""
+
+
+class Session:
+    """What ``main`` knows of the command it runs: whether the run started, its context and work dir.
+
+    The run counts as started once its ``before_run`` point is reached (the session's hook,
+    first of all, writes the work dir's ``config.json`` there). An error before that is about
+    the input (exit 2); one after it is a failed run (exit 1).
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self.ctx: Any = None
+        self.work_dir: Path | None = None
+        self.t0 = time.monotonic()
+
+    def hook(self, on_start: Callable[[], None]) -> Callable[[Any], Any]:
+        """A hook factory that keeps the run's context and calls ``on_start`` at ``before_run`` (HIGHEST)."""
+        from fsm_trainer.hook import Hook
+        from fsm_trainer.priority import Priority
+
+        def factory(ctx: Any) -> Hook:
+            self.ctx = ctx
+
+            def before_run(s: Any) -> Any:
+                on_start()
+                self.started = True
+                self.t0 = time.monotonic()
+                return s
+
+            return Hook("CliSession", Priority.HIGHEST, {"before_run": before_run})
+
+        return factory
+
+    def last_checkpoint(self) -> str | None:
+        """The last checkpoint this run committed, else the one the work dir's ``latest`` names."""
+        msgs = (self.ctx.meta.get("hook_msgs", {}) if self.ctx is not None else {}) or {}
+        if msgs.get("last_ckpt"):
+            return str(msgs["last_ckpt"])
+        if self.work_dir is not None:
+            latest = self.work_dir / "latest"
+            try:
+                name = latest.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+            if name and (self.work_dir / name).is_dir():
+                return str(self.work_dir / name)
+        return None
 
 
 # --------------------------------------------------------------------------- shared
@@ -42,6 +103,37 @@ def _load(path: str, options: Sequence[str]) -> Any:
     from fsm_trainer.config import load
 
     return load(path, options or ())
+
+
+class ConsoleFilter(logging.Filter):
+    """What the console shows below DEBUG: one line per log record and per evaluation.
+
+    The hook order (logged when a run starts) and the eval hook's bookkeeping (``Exp name``,
+    best-checkpoint messages) are DEBUG-only here; a new best checkpoint is noted on the
+    evaluation's line instead. The work dir's log files keep every line.
+    """
+
+    _DEBUG_ONLY = ("hooks will be executed in the following order", "Exp name: ", "The previous best checkpoint ")
+    _BEST = re.compile(r"^Best .+ is .+ at \d+ (epoch|iter)s?\.?$")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+        self.best: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.logger.isEnabledFor(logging.DEBUG) or record.levelno > logging.INFO:
+            return True
+        msg = record.getMessage()
+        if msg.startswith("Now best checkpoint is saved as "):
+            self.best = msg.removeprefix("Now best checkpoint is saved as ").rstrip(".")
+            return False
+        if msg.startswith(self._DEBUG_ONLY) or self._BEST.match(msg):
+            return False
+        if self.best is not None and msg.startswith(("Epoch(val)", "Iter(val)")):
+            record.msg, record.args = f"{msg}\t(new best: {self.best})", None
+            self.best = None
+        return True
 
 
 def _logger(level: str, progress: bool) -> logging.Logger:
@@ -64,6 +156,7 @@ def _logger(level: str, progress: bool) -> logging.Logger:
         handler.addFilter(lambda r: not r.getMessage().startswith(copies))
     else:
         handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(ConsoleFilter(logger))
     handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
     logger.addHandler(handler)
     return logger
@@ -91,6 +184,38 @@ def _dump_config(cfg: Any, work_dir: Path) -> None:
     (work_dir / SAVED_CONFIG).write_text(json.dumps(data, indent=2, default=repr) + "\n", encoding="utf-8")
 
 
+def check_work_dir(work_dir: Path) -> None:
+    """Refuse a work dir that cannot be created or written, without creating anything.
+
+    Raises:
+        UsageError: ``work_dir`` is a file, or lies under a file or a directory that is not writable.
+    """
+    if work_dir.exists():
+        if not work_dir.is_dir():
+            msg = f"work dir {work_dir}: exists and is not a directory"
+            raise UsageError(msg)
+        probe = work_dir
+    else:
+        probe = work_dir.absolute().parent
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            msg = f"work dir {work_dir}: cannot be created, {probe} is not a directory"
+            raise UsageError(msg)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        msg = f"work dir {work_dir}: cannot be {'written' if probe == work_dir else 'created'}, {probe} is not writable"
+        raise UsageError(msg)
+
+
+def _check_seed(seed: int | None) -> None:
+    from fsm_trainer.config.values import SEED_RANGE, number_errors
+
+    if seed is not None:
+        errors = number_errors(seed, "--seed", ge=SEED_RANGE[0], le=SEED_RANGE[1], integer=True)
+        if errors:
+            raise UsageError(errors[0])
+
+
 # --------------------------------------------------------------------------- train / resume
 
 
@@ -112,11 +237,11 @@ def _init_launcher(cfg: Any, launcher: str) -> tuple[int, int]:
         raise UsageError(str(exc)) from None
 
 
-def _train(cfg: Any, *, config_name: str, work_dir: str | None, resume: str | None, seed: int | None,
-           progress_flag: str, launcher: str = "none") -> int:
+def _train(cfg: Any, session: Session, *, config_name: str, work_dir: str | None, resume: str | None,
+           seed: int | None, progress_flag: str, launcher: str = "none") -> int:
     rank, world = _init_launcher(cfg, launcher)
     try:
-        return _train_ranked(cfg, config_name=config_name, work_dir=work_dir, resume=resume, seed=seed,
+        return _train_ranked(cfg, session, config_name=config_name, work_dir=work_dir, resume=resume, seed=seed,
                              progress_flag=progress_flag, rank=rank, world=world)
     finally:
         if launcher != "none":
@@ -131,29 +256,62 @@ def _train(cfg: Any, *, config_name: str, work_dir: str | None, resume: str | No
                     dist.destroy_process_group()
 
 
-def _train_ranked(cfg: Any, *, config_name: str, work_dir: str | None, resume: str | None, seed: int | None,
-                  progress_flag: str, rank: int, world: int) -> int:
+def _resume_arg(cli_resume: str | None, cfg: Any) -> str | None:
+    """The resume the run uses (``--resume``, else ``resume_from``, else ``auto_resume``), checked to exist."""
+    if cli_resume is not None:
+        resume, source = cli_resume, "--resume"
+    elif cfg.resume_from:
+        resume, source = cfg.resume_from, "resume_from"
+    else:
+        return "auto" if cfg.auto_resume else None
+    if resume != "auto" and not os.path.lexists(resume):
+        msg = f"{source}: {resume!r}: no such checkpoint, directory or 'latest' file"
+        raise UsageError(msg)
+    return resume
+
+
+def _train_ranked(cfg: Any, session: Session, *, config_name: str, work_dir: str | None, resume: str | None,
+                  seed: int | None, progress_flag: str, rank: int, world: int) -> int:
     from fsm_trainer.config.build import build
     from fsm_trainer.state import TrainState
 
+    _check_seed(seed)
     progress = _use_progress(progress_flag) and rank == 0
     # As mmcv's get_logger: ranks other than 0 report errors only.
     logger = _logger(cfg.log_level if rank == 0 else "ERROR", progress)
     wd = Path(work_dir or cfg.work_dir or Path("work_dirs") / Path(config_name).stem)
+    check_work_dir(wd)
+    session.work_dir = wd
+    resume = _resume_arg(resume, cfg)
+    if cfg.load_from and resume is None and not os.path.exists(cfg.load_from):
+        msg = f"load_from: {cfg.load_from!r}: no such file or directory"
+        raise UsageError(msg)
     built = build(cfg, work_dir=wd, seed=seed, meta={"exp_name": Path(config_name).name}, distributed=world > 1)
-    if rank == 0:
-        _dump_config(cfg if seed is None else _with_seed(cfg, seed), wd)
-    hooks = list(built.hooks)
+    built.meta["by"] = built.table.by
+    train_index = next((i for i, (mode, _) in enumerate(built.table.workflow) if mode == "train"), None)
+    if train_index is not None and built.table.by == "epoch":
+        with contextlib.suppress(TypeError):  # a loader without len()
+            built.meta["epoch_len"] = len(built.data_loaders[train_index])
+    saved = cfg if seed is None else _with_seed(cfg, seed)
+
+    def on_start() -> None:
+        if rank == 0:
+            _dump_config(saved, wd)
+
+    hooks = [session.hook(on_start), *built.hooks]
     if progress:
         from fsm_trainer.hooks.progress import progress_bar_hook
 
         interval = cfg.log_config.interval if cfg.log_config is not None else 10
         hooks.append(progress_bar_hook(interval, val=False))
-    resume = resume or cfg.resume_from or ("auto" if cfg.auto_resume else None)
     if cfg.load_from and resume is None:
-        from fsm_trainer.checkpoint import load_weights
+        from fsm_trainer.checkpoint import CheckpointError, load_weights
 
-        load_weights(built.model, cfg.load_from, logger=logger)
+        try:
+            load_weights(built.model, cfg.load_from, logger=logger)
+        except (CheckpointError, OSError) as exc:
+            msg = f"load_from: {exc}"
+            raise UsageError(msg) from exc
         logger.info("load_from %s", cfg.load_from)
     from fsm_trainer.runner import run
 
@@ -161,14 +319,38 @@ def _train_ranked(cfg: Any, *, config_name: str, work_dir: str | None, resume: s
     kwargs["hooks"] = hooks
     logger.info("work_dir: %s", wd)
     final = run(TrainState(), built.table, logger=logger, resume=resume, **kwargs)
-    for name, hs in final.hook_states.items():
+    for hs in final.hook_states.values():
         if isinstance(hs, dict) and hs.get("preempted"):
             print(f"interrupted by {hs['preempted']}: saved {hs.get('checkpoint')}; "
                   f"continue with: fsm-trainer resume {wd}", file=sys.stderr)
-            del name
             return EXIT_INTERRUPTED
-    logger.info("done: epoch %d, iter %d", final.epoch, final.iter)
+    if rank == 0:
+        print(run_summary(final, session, wd), flush=True)
     return EXIT_OK
+
+
+def run_summary(final: Any, session: Session, work_dir: Path) -> str:
+    """The end-of-run lines: progress and wall time, best metric and its checkpoint, last checkpoint, work dir."""
+    from fsm_trainer.hooks.eval import eval_state
+
+    elapsed = timedelta(seconds=round(time.monotonic() - session.t0))
+    lines = [f"done: epoch {final.epoch}, iter {final.iter} in {elapsed}"]
+    ev = eval_state(final)
+    msgs = (session.ctx.meta.get("hook_msgs", {}) if session.ctx is not None else {}) or {}
+    if ev.get("best_score") is not None:
+        where = msgs.get("best_ckpt") or (str(work_dir / ev["best_ckpt"]) if ev.get("best_ckpt") else "")
+        m = re.search(r"_(epoch|iter)_\d+$", str(ev.get("best_ckpt", "")))
+        unit = m.group(1) if m else "epoch" if final.mode is not None and session.ctx.table.by == "epoch" else "iter"
+        lines.append(f"  best {ev.get('key')}: {ev['best_score']:.4f} at {unit} {ev.get('best_at')}"
+                     + (f" ({where})" if where else ""))
+    elif ev.get("last"):
+        shown = ", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                          for k, v in (ev["last"].get("metrics") or {}).items())
+        lines.append(f"  last evaluation: {shown}")
+    last = session.last_checkpoint()
+    lines.append(f"  last checkpoint: {last or '(none saved)'}")
+    lines.append(f"  work dir: {work_dir}")
+    return "\n".join(lines)
 
 
 def _with_seed(cfg: Any, seed: int) -> Any:
@@ -177,21 +359,21 @@ def _with_seed(cfg: Any, seed: int) -> Any:
     return attrs.evolve(cfg, seed=seed)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace, session: Session) -> int:
     cfg = _load(args.config, args.cfg_options)
-    return _train(cfg, config_name=args.config, work_dir=args.work_dir, resume=args.resume, seed=args.seed,
-                  progress_flag=args.progress, launcher=args.launcher)
+    return _train(cfg, session, config_name=args.config, work_dir=args.work_dir, resume=args.resume,
+                  seed=args.seed, progress_flag=args.progress, launcher=args.launcher)
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def cmd_resume(args: argparse.Namespace, session: Session) -> int:
     wd = Path(args.work_dir)
     if not wd.is_dir():
         msg = f"{wd}: no such work dir"
         raise UsageError(msg)
     config = args.config or str(_saved_config(wd))
     cfg = _load(config, args.cfg_options)
-    return _train(cfg, config_name=config, work_dir=str(wd), resume="auto", seed=None, progress_flag=args.progress,
-                  launcher=args.launcher)
+    return _train(cfg, session, config_name=config, work_dir=str(wd), resume="auto", seed=None,
+                  progress_flag=args.progress, launcher=args.launcher)
 
 
 # --------------------------------------------------------------------------- show / plan
@@ -210,7 +392,7 @@ def _compose(built: Any, logger: logging.Logger) -> tuple[Any, list[str]]:
     return composed, [str(w.message) for w in caught]
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace, session: Session) -> int:
     from fsm_trainer.config import unstructure_config
     from fsm_trainer.config.build import build
     from fsm_trainer.config.schema import IGNORED_KEYS
@@ -235,10 +417,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def _check_file_target(path: str, what: str) -> None:
+    parent = Path(path).parent
+    if not parent.is_dir():
+        msg = f"{what} {path}: the directory {parent} does not exist"
+        raise UsageError(msg)
+    if Path(path).is_dir():
+        msg = f"{what} {path}: is a directory"
+        raise UsageError(msg)
+
+
+def cmd_plan(args: argparse.Namespace, session: Session) -> int:
     from fsm_trainer.config.build import build
     from fsm_trainer.config.plan import make_plan
+    from fsm_trainer.logs import check_output
 
+    if args.out:
+        check_output(args.out)
+    if args.json:
+        _check_file_target(args.json, "--json")
     cfg = _load(args.config, args.cfg_options)
     built = build(cfg)
     plan = make_plan(built.table, [len(x) for x in built.data_loaders], built.specs, cfg.optimizer)
@@ -254,10 +451,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------- replay / plot
+# --------------------------------------------------------------------------- replay / test / plot
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace, session: Session) -> int:
     import math
 
     from fsm_trainer.config.build import build
@@ -290,84 +487,59 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The records of an mmcv-style ``.log.json`` (one JSON object per line; the meta line is skipped)."""
-    records = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            msg = f"{path}:{i}: not JSON ({exc.msg})"
-            raise UsageError(msg) from None
-        if isinstance(rec, dict) and "mode" in rec:
-            records.append(rec)
-    return records
+def cmd_test(args: argparse.Namespace, session: Session) -> int:
+    from fsm_trainer.config.evaluate import evaluate_checkpoint
+
+    cfg = _load(args.config, args.cfg_options)
+    if args.json:
+        _check_file_target(args.json, "--json")
+    result = evaluate_checkpoint(cfg, args.checkpoint, split=args.split)
+    samples = f" ({result.samples} samples)" if result.samples is not None else ""
+    print(f"checkpoint: {result.checkpoint}")
+    print(f"data.{result.split}{samples}, metric={result.metric!r}")
+    for k, v in result.metrics.items():
+        print(f"{k}: {v:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": str(result.checkpoint), "split": result.split,
+                                               "metrics": result.metrics}) + "\n", encoding="utf-8")
+    return EXIT_OK
 
 
-def curves(records: Sequence[dict[str, Any]], key: str) -> dict[str, tuple[list[int], list[float]]]:
-    """``{mode: (x, y)}`` for ``key``; x counts train iterations (a val record sits at the last train x).
+def cmd_plot(args: argparse.Namespace, session: Session) -> int:
+    from fsm_trainer.logs import plot_logs
 
-    >>> recs = [{"mode": "train", "epoch": 1, "iter": 10, "loss": 1.0},
-    ...         {"mode": "train", "epoch": 1, "iter": 20, "loss": 0.5},
-    ...         {"mode": "val", "epoch": 1, "iter": 5, "loss": 0.7},
-    ...         {"mode": "train", "epoch": 2, "iter": 10, "loss": 0.4}]
-    >>> curves(recs, "loss")
-    {'train': ([10, 20, 30], [1.0, 0.5, 0.4]), 'val': ([20], [0.7])}
-    """
-    out: dict[str, tuple[list[int], list[float]]] = {}
-    x, last_epoch, offset, last_iter = 0, None, 0, 0
-    for rec in records:
-        if rec["mode"] == "train":
-            if rec.get("epoch") != last_epoch and last_epoch is not None and rec["iter"] <= last_iter:
-                offset += last_iter  # a new epoch: by-epoch iteration numbers restart
-            last_epoch, last_iter = rec.get("epoch"), rec["iter"]
-            x = offset + rec["iter"]
-        if key in rec and isinstance(rec[key], (int, float)):
-            xs, ys = out.setdefault(rec["mode"], ([], []))
-            xs.append(x)
-            ys.append(float(rec[key]))
-    return out
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(args.keys), 1, figsize=(8, 3 * len(args.keys)), squeeze=False)
-    found = False
-    for log in args.logs:
-        records = read_log(log)
-        for ax, key in zip(axes[:, 0], args.keys, strict=True):
-            for mode, (xs, ys) in curves(records, key).items():
-                found = True
-                label = f"{Path(log).name} {mode}" if len(args.logs) > 1 else mode
-                ax.plot(xs, ys, marker="o" if mode == "val" else None, label=label)
-            ax.set_ylabel(key)
-            ax.set_xlabel("train iteration")
-            ax.legend()
-    if not found:
-        msg = f"none of the keys {', '.join(args.keys)} is in {', '.join(args.logs)}"
-        raise UsageError(msg)
-    fig.tight_layout()
-    fig.savefig(args.out)
-    plt.close(fig)
-    print(f"plot written to {args.out}")
+    out = plot_logs(args.logs, args.keys, args.out)
+    print(f"plot written to {out}")
     return EXIT_OK
 
 
 # --------------------------------------------------------------------------- parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if n < 1:
+        msg = f"expected a positive integer, got {n}"
+        raise argparse.ArgumentTypeError(msg)
+    return n
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``fsm-trainer`` argument parser."""
     p = argparse.ArgumentParser(prog="fsm-trainer", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="exit codes: 0 done, 2 bad config or arguments, 130 interrupted, 1 failed run")
+                                epilog="exit codes: 0 done, 2 bad config, arguments or files, 130 interrupted, "
+                                "1 failed run; -v or FSM_TRAINER_DEBUG=1 prints tracebacks")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help=f"print the traceback of an error (or set {DEBUG_ENV}=1)")
 
     def options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
@@ -376,7 +548,7 @@ def make_parser() -> argparse.ArgumentParser:
     def launcher(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                         help="'pytorch': distributed data-parallel under torchrun (process group from its "
-                        "environment, config dist_params); see docs/distributed.md")
+                        f"environment, config dist_params); see {README_DIST}")
 
     def progress(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
@@ -392,12 +564,14 @@ def make_parser() -> argparse.ArgumentParser:
     launcher(t)
     options(t)
     progress(t)
+    common(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("show", help="print the resolved config, hook order and transition table",
                        description="Print the resolved config, the hook order per point and the transition table.")
     s.add_argument("config")
     options(s)
+    common(s)
     s.set_defaults(func=cmd_show)
 
     pl = sub.add_parser("plan", help="dry run: LR/momentum per iteration, val/eval/checkpoint/log points",
@@ -408,6 +582,7 @@ def make_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", help="also write the plan as JSON to this file")
     pl.add_argument("--all", action="store_true", help="print every iteration, not only those with events")
     options(pl)
+    common(pl)
     pl.set_defaults(func=cmd_plan)
 
     r = sub.add_parser("resume", help="continue the run in a work dir",
@@ -418,51 +593,89 @@ def make_parser() -> argparse.ArgumentParser:
     launcher(r)
     options(r)
     progress(r)
+    common(r)
     r.set_defaults(func=cmd_resume)
 
     rp = sub.add_parser("replay", help="re-run N train iterations from a checkpoint",
                         description="Re-run N train iterations from a checkpoint and print one JSON line per "
                         "iteration (loss, log_vars); nothing is written.")
     rp.add_argument("checkpoint")
-    rp.add_argument("--iters", type=int, required=True)
+    rp.add_argument("--iters", type=_positive_int, required=True, help="how many train iterations (>= 1)")
     rp.add_argument("--config", help=f"config file (default: {SAVED_CONFIG} next to the checkpoint)")
     rp.add_argument("--quiet", action="store_true", help="no log lines")
     options(rp)
+    common(rp)
     rp.set_defaults(func=cmd_replay)
 
+    te = sub.add_parser("test", help="evaluate a checkpoint on data.test (or data.val)",
+                        description="Load CHECKPOINT (a checkpoint directory, a work dir or its 'latest' file, or a "
+                        ".pth file) into the config's model and print the metrics of evaluation.metric (default "
+                        "accuracy) on data.test, or data.val when the config has no test split.")
+    te.add_argument("config")
+    te.add_argument("checkpoint")
+    te.add_argument("--split", choices=("test", "val"), help="the data split (default: test if the config has one)")
+    te.add_argument("--json", help="also write the metrics as JSON to this file")
+    options(te)
+    common(te)
+    te.set_defaults(func=cmd_test)
+
     pt = sub.add_parser("plot", help="plot training curves from .log.json files",
-                        description="Plot training curves from mmcv-style .log.json files.")
+                        description="Plot training curves from mmcv-style .log.json files against the global train "
+                        "iteration (across epochs, and across the logs of a resumed run).")
     pt.add_argument("logs", nargs="+", metavar="LOG.json")
     pt.add_argument("--keys", nargs="+", default=["loss"], help="values to plot (default: loss)")
     pt.add_argument("--out", required=True, help="image file to write (.png, .pdf, .svg)")
+    common(pt)
     pt.set_defaults(func=cmd_plot)
     return p
 
 
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, FsmTrainerError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return f"{exc.strerror}{where}"
+    text = str(exc).strip()
+    if isinstance(exc, FsmTrainerError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_error(exc: BaseException, command: str, session: Session, *, debug: bool) -> int:
+    """Print ``exc`` for the user and return the exit code: 2 bad input, 1 failed run."""
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    hint = "" if debug else f" (the traceback: -v or {DEBUG_ENV}=1)"
+    user = isinstance(exc, (FsmTrainerError, OSError))
+    if not session.started:
+        if user:
+            print(f"fsm-trainer {command}: {_message(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"fsm-trainer {command}: failed before training started: {_message(exc)}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+    last = session.last_checkpoint()
+    where = f"last checkpoint: {last}" if last else "no checkpoint was saved"
+    again = f"; continue with: fsm-trainer resume {session.work_dir}" if last and session.work_dir else ""
+    print(f"fsm-trainer {command}: the run failed: {_message(exc)}{'' if user else hint}\n"
+          f"fsm-trainer {command}: {where}{again}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fsm-trainer`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    from fsm_trainer.errors import FsmTrainerError
-
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or bad arguments (2)
-        return int(exc.code or 0)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE if exc.code else EXIT_OK
+    debug = bool(getattr(args, "verbose", False)) or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    session = Session()
     try:
-        return int(args.func(args))
+        return int(args.func(args, session))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"fsm-trainer {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except UsageError as exc:
-        print(f"fsm-trainer {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except FsmTrainerError as exc:
-        # fsm_trainer's ValueErrors (config, registry, schedule, workflow, hook, checkpoint
-        # lookup) are raised about the input before any batch is drawn.
-        if isinstance(exc, ValueError):
-            print(f"fsm-trainer {args.command}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+    except Exception as exc:
+        return report_error(exc, args.command, session, debug=debug)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -48,16 +50,39 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     >>> did_you_mean("zzz", ["lr_config"])
     ''
     """
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _choices(word: str, choices: Iterable[str], label: str) -> str:
     """``"; did you mean 'x'? <Label>: a, b"`` or ``"; <label>: a, b"``."""
-    choices = list(choices)
+    choices = [str(c) for c in choices]
     listing = ", ".join(choices) or "(none)"
     hint = did_you_mean(word, choices)
     return f"{hint} {label.capitalize()}: {listing}" if hint else f"; {label}: {listing}"
+
+
+def import_module(name: str) -> Any:
+    """``importlib.import_module(name)``, also finding modules in the current directory.
+
+    ``python -m fsm_trainer`` has the current directory on ``sys.path``, the ``fsm-trainer``
+    script does not; a module that is found nowhere else is looked for there too, so
+    ``custom_imports`` and ``type='my_module:Name'`` work the same under both.
+
+    Raises:
+        ImportError: the module is not found, in the current directory either.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top = name.partition(".")[0]
+        cwd = os.getcwd()
+        on_path = any(os.path.abspath(p or os.curdir) == cwd for p in sys.path)
+        if exc.name != top or on_path or not (os.path.isdir(top) or os.path.isfile(f"{top}.py")):
+            raise
+    sys.path.append(cwd)
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
 
 
 def import_path(spec: str, path: str = "type") -> Any:
@@ -71,10 +96,13 @@ def import_path(spec: str, path: str = "type") -> Any:
         msg = f"{path}: {spec!r} is not an import path; write 'pkg.module:Name'"
         raise RegistryError(msg)
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = import_module(module_name)
     except ImportError as exc:
         msg = f"{path}: cannot import module {module_name!r} ({exc})"
         raise RegistryError(msg) from None
+    except (Exception, SystemExit) as exc:
+        msg = f"{path}: importing module {module_name!r} raised {type(exc).__name__}: {exc}"
+        raise RegistryError(msg) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -248,8 +276,10 @@ HOOKS = Registry("hook")
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
 OPTIMIZERS = Registry("optimizer")
+LOSSES = Registry("loss")
+"""Losses for models without ``train_step`` (the config's ``loss``): every ``torch.nn`` loss by name."""
 
 __all__ = [
-    "DATASETS", "HOOKS", "MODELS", "OPTIMIZERS", "Registry", "RegistryError", "check_kwargs", "did_you_mean",
-    "import_path", "signature_params",
+    "DATASETS", "HOOKS", "LOSSES", "MODELS", "OPTIMIZERS", "Registry", "RegistryError", "check_kwargs",
+    "did_you_mean", "import_module", "import_path", "signature_params",
 ]

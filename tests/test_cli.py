@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
 
 def test_help_for_every_command(tmp_path):
     """Each command has --help (exit 0); an unknown command or a missing argument exits 2."""
-    for cmd in ("train", "show", "plan", "resume", "replay", "plot"):
+    for cmd in ("train", "show", "plan", "resume", "replay", "test", "plot"):
         r = cli(cmd, "--help", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert "usage: fsm-trainer" in r.stdout
@@ -141,7 +141,7 @@ def test_interrupt_saves_and_exits_130(tmp_path):
 
 
 def test_failed_run_exit_1(tmp_path):
-    """An exception inside the run is a failed run: non-zero (1) with its traceback."""
+    """An exception inside the run is a failed run: exit 1 with its message (the traceback with -v)."""
     (tmp_path / "broken_model_pkg.py").write_text(
         "from fsm_trainer.examples.digits import DigitsNet\n"
         "class Broken(DigitsNet):\n"
@@ -150,4 +150,4 @@ def test_failed_run_exit_1(tmp_path):
     r = cli("train", str(CONFIG), *FAST, "model.type=broken_model_pkg:Broken", "--work-dir", "wd",
             cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
     assert r.returncode == 1
-    assert "RuntimeError: boom" in r.stderr
+    assert "RuntimeError: boom" in r.stderr and "Traceback" not in r.stderr

@@ -131,8 +131,8 @@ def test_value_errors_from_builders_are_path_named():
     with pytest.raises(ConfigError) as info:
         from_dict(raw)
     text = str(info.value)
-    assert "lr_config: warmup='cubic' is invalid" in text
-    assert "custom_hooks[0]: EMA momentum must be in (0, 1)" in text
+    assert "lr_config.warmup: warmup='cubic' is invalid" in text
+    assert "custom_hooks[0].momentum: EMA momentum must be in (0, 1)" in text
     assert "workflow:" in text
 
 

@@ -25,23 +25,35 @@ dry call of the builder, which checks values) and reports all problems at once.
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import inspect
 import random
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import attrs
 
+from fsm_trainer.config import values
 from fsm_trainer.config.loader import ConfigError
-from fsm_trainer.config.schema import TrainConfig, check_type
+from fsm_trainer.config.schema import TrainConfig, check_type, unstructure_config
+from fsm_trainer.config.values import blame
 from fsm_trainer.errors import FsmTrainerError
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import get_priority
-from fsm_trainer.registry import DATASETS, HOOKS, MODELS, OPTIMIZERS, RegistryError, check_kwargs, did_you_mean
+from fsm_trainer.registry import (
+    DATASETS,
+    HOOKS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    RegistryError,
+    check_kwargs,
+    did_you_mean,
+    import_module,
+)
 
 _SCHEDULE_KEYS: dict[str, Any] = {
     "policy": str, "by_epoch": bool, "warmup": str | None, "warmup_iters": int, "warmup_ratio": float,
@@ -168,9 +180,14 @@ def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
         kw = dict(cfg.evaluation)
         kw.setdefault("by_epoch", not iter_based)
         prio = kw.pop("priority", "LOW")
+        eval_priority: int | None = None
+        try:
+            eval_priority = get_priority(prio)
+        except FsmTrainerError as exc:
+            errors.append(f"evaluation.priority: {exc}")
         t = typed("evaluation", {"type": "EvalHook", **kw}, None)
-        if t:
-            specs.append(HookSpec("evaluation", t[0], t[1], _without_type(kw), get_priority(prio), ("dataloader",)))
+        if t and eval_priority is not None:
+            specs.append(HookSpec("evaluation", t[0], t[1], _without_type(kw), eval_priority, ("dataloader",)))
     return specs, errors
 
 
@@ -245,14 +262,17 @@ def check_call(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: str, *, 
     if errors:
         return errors
     errors = _hint_errors(fn, kwargs, path)
-    if errors or not dry_run or needs:
+    if errors or not dry_run:
         return errors
     try:
-        fn(**kwargs)
+        # Arguments supplied when the run is built (the eval loader) are not used by the builders
+        # themselves, only by the factories they return: None stands in for them.
+        fn(**kwargs, **{n: None for n in needs if n not in kwargs})
     except (ValueError, TypeError, KeyError) as exc:
-        text = str(exc).strip("'\"")
+        arg = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        text = str(arg).strip()
         prefix = f"{path.split('[')[0]}: "
-        return [f"{path}: {text.removeprefix(prefix)}"]
+        return [blame(text.removeprefix(prefix), path, kwargs)]
     return []
 
 
@@ -292,24 +312,40 @@ def validate(cfg: TrainConfig) -> list[str]:
         if sub is None:
             continue
         errors.extend(_check_registered(reg, sub, path, label))
+    errors.extend(_check_loss(cfg))
     errors.extend(_check_optimizer(cfg.optimizer))
+    errors.extend(values.grad_clip_errors(cfg.optimizer_config))
     errors.extend(_check_wrapper(cfg.model_wrapper_cfg))
     for split in ("train", "val", "test"):
         for k in getattr(cfg.data, f"{split}_dataloader"):
             if k not in _LOADER_KEYS:
                 hint = did_you_mean(k, _LOADER_KEYS) or ";"
                 errors.append(f"data.{split}_dataloader.{k}: unknown key{hint} allowed: {', '.join(_LOADER_KEYS)}")
-    if cfg.data.samples_per_gpu < 1:
-        errors.append(f"data.samples_per_gpu: must be >= 1, got {cfg.data.samples_per_gpu}")
-    if cfg.data.workers_per_gpu < 0:
-        errors.append(f"data.workers_per_gpu: must be >= 0, got {cfg.data.workers_per_gpu}")
-    if cfg.log_config is not None and cfg.log_config.interval < 1:
-        errors.append(f"log_config.interval: must be >= 1, got {cfg.log_config.interval}")
+    errors.extend(values.loader_errors(cfg.data))
+    if cfg.log_config is not None:
+        errors.extend(values.number_errors(cfg.log_config.interval, "log_config.interval", ge=1, integer=True))
+    errors.extend(values.runtime_errors(cfg))
+    eval_errors = values.evaluation_errors(cfg.evaluation)
+    errors.extend(eval_errors)
     specs, spec_errors = _specs_or_errors(cfg)
     errors.extend(spec_errors)
+    iter_based = cfg.runner.type == "IterBasedRunner"
     for s in specs:
-        errors.extend(check_call(s.builder, s.kwargs, s.path, what=s.type, needs=s.needs))
-    return errors
+        if s.path == "evaluation" and eval_errors:
+            continue
+        if s.path in ("lr_config", "momentum_config"):
+            found = values.schedule_errors(s.path, s.kwargs)
+            if found:
+                errors.extend(found)
+                continue
+        found = (values.extras_errors(s.path, s.type, s.builder) + values.by_epoch_errors(s.path, s.kwargs, iter_based)
+                 + values.interval_errors(s.path, s.kwargs))
+        errors.extend(found or check_call(s.builder, s.kwargs, s.path, what=s.type, needs=s.needs))
+    # NaN anywhere else (model, dataset, hook arguments...): never a valid setting.
+    reported = {e.partition(":")[0] for e in errors}
+    errors.extend(e for e in values.all_nan_errors(unstructure_config(cfg), skip=list(cfg.variables))
+                  if e.partition(":")[0] not in reported)
+    return list(dict.fromkeys(errors))
 
 
 def _import_custom(cfg: TrainConfig) -> list[str]:
@@ -326,12 +362,17 @@ def _import_custom(cfg: TrainConfig) -> list[str]:
     errors.extend(check_type(imports, list[str], "custom_imports.imports"))
     if errors:
         return errors
+    if not isinstance(ci.get("allow_failed_imports", False), bool):
+        return [f"custom_imports.allow_failed_imports: {ci['allow_failed_imports']!r:.40} is not allowed; "
+                "allowed: True or False"]
     for i, name in enumerate(imports):
         try:
-            importlib.import_module(name)
+            import_module(name)
         except ImportError as exc:
             if not ci.get("allow_failed_imports", False):
                 errors.append(f"custom_imports.imports[{i}]: cannot import {name!r} ({exc})")
+        except (Exception, SystemExit) as exc:
+            errors.append(f"custom_imports.imports[{i}]: importing {name!r} raised {type(exc).__name__}: {exc}")
     return errors
 
 
@@ -355,7 +396,42 @@ def _check_optimizer(opt: Mapping[str, Any]) -> list[str]:
     except RegistryError as exc:
         return [str(exc)]
     kwargs = {k: v for k, v in opt.items() if k not in ("type", "paramwise_cfg", "constructor")}
-    return check_call(cls, kwargs, "optimizer", what=str(opt["type"]), needs=("params",), dry_run=False)
+    errors = check_call(cls, kwargs, "optimizer", what=str(opt["type"]), needs=("params",), dry_run=False)
+    return errors or values.optimizer_errors(opt, cls)
+
+
+def _check_loss(cfg: TrainConfig) -> list[str]:
+    """``loss``: a registered loss (or import path) whose arguments fit; required by a model without ``train_step``."""
+    errors: list[str] = []
+    if cfg.loss is not None:
+        errors.extend(_check_registered(LOSSES, cfg.loss, "loss", "loss"))
+        if not errors:
+            fn = LOSSES.get(cfg.loss["type"], "loss.type")
+            kwargs = _without_type(cfg.loss)
+            errors.extend(values.loss_errors(kwargs, fn))
+            try:
+                fn(**kwargs)
+            except Exception as exc:
+                errors.append(blame(exc, "loss", kwargs))
+    kind = cfg.model.get("type") if isinstance(cfg.model, Mapping) else None
+    try:
+        model_cls = MODELS.get(kind, "model.type") if kind is not None else None
+    except RegistryError:
+        return errors  # reported with the model
+    if not isinstance(model_cls, type):
+        return errors
+    has_steps = hasattr(model_cls, "train_step") and hasattr(model_cls, "val_step")
+    name = kind if isinstance(kind, str) else model_cls.__name__
+    if not has_steps and cfg.loss is None:
+        errors.append(
+            f"model.type: {name} has no train_step/val_step, so the config needs a loss for it: add "
+            "loss=dict(type='CrossEntropyLoss') (any torch.nn loss, or 'pkg.module:Name'); batches are then "
+            "(inputs, targets) and the loss is loss(model(inputs), targets)"
+        )
+    elif has_steps and cfg.loss is not None:
+        errors.append(f"loss: {name} has its own train_step/val_step, which compute the loss; remove loss "
+                      "(it would never be used)")
+    return errors
 
 
 _DDP_TYPES = ("MMDistributedDataParallel", "DistributedDataParallel", "DDP")
@@ -457,6 +533,7 @@ class Built:
     train_step: Any = None
     val_step: Any = None
     meta: dict[str, Any] = attrs.field(factory=dict)
+    loss_fn: Any = None
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`fsm_trainer.run` (add ``resume=``, ``logger=`` as needed)."""
@@ -466,6 +543,8 @@ class Built:
         }
         if self.train_step is not None:
             kw["train_step"], kw["val_step"] = self.train_step, self.val_step
+        elif self.loss_fn is not None:
+            kw["loss_fn"] = self.loss_fn
         return kw
 
 
@@ -494,12 +573,61 @@ def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int, *, distr
 
 
 def build_datasets(cfg: TrainConfig, seed: int, *, distributed: bool = False) -> tuple[dict[str, Any], list[Any]]:
-    """``({"train": ds, "val": ds?}, one loader per workflow entry)``."""
-    datasets = {"train": DATASETS.build(cfg.data.train, "data.train")}
+    """``({"train": ds, "val": ds?}, one loader per workflow entry)``.
+
+    Raises:
+        ConfigError: a dataset cannot be built with its arguments (naming ``data.<split>``), or a
+            loader of the workflow has no batch.
+    """
+    with constructing("data.train", cfg.data.train):
+        datasets = {"train": DATASETS.build(cfg.data.train, "data.train")}
     if cfg.data.val is not None and (cfg.evaluation is not None or any(m == "val" for m, _ in cfg.workflow)):
-        datasets["val"] = DATASETS.build(cfg.data.val, "data.val")
-    loaders = {split: build_loader(ds, cfg, split, seed, distributed=distributed) for split, ds in datasets.items()}
+        with constructing("data.val", cfg.data.val):
+            datasets["val"] = DATASETS.build(cfg.data.val, "data.val")
+    loaders = {}
+    for split, ds in datasets.items():
+        over = getattr(cfg.data, f"{split}_dataloader")
+        with constructing(f"data.{split}_dataloader", {"type": "DataLoader", **over}):
+            loaders[split] = build_loader(ds, cfg, split, seed, distributed=distributed)
+    for mode, _ in cfg.workflow:
+        n = _length(loaders[mode])
+        if n == 0:
+            over = getattr(cfg.data, f"{mode}_dataloader")
+            bs = over.get("samples_per_gpu", cfg.data.samples_per_gpu)
+            msg = (f"data.{mode}: the {mode} loader has no batch ({_length(datasets[mode])} samples, "
+                   f"samples_per_gpu={bs}, drop_last={over.get('drop_last', False)})")
+            raise ConfigError(msg)
     return datasets, [loaders[mode] for mode, _ in cfg.workflow]
+
+
+def _length(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+@contextlib.contextmanager
+def constructing(path: str, entry: Any) -> Iterator[None]:
+    """Report what building the config entry at ``path`` (``dict(type=..., **kwargs)``) raises as a
+    :class:`ConfigError` naming it, the arguments and, when the message names one, the key.
+
+    Registry, config and schedule errors pass as they are (they name their path already).
+    """
+    try:
+        yield
+    except (ConfigError, RegistryError):
+        raise
+    except Exception as exc:
+        cfg = entry if isinstance(entry, Mapping) else {}
+        kind = cfg.get("type")
+        name = kind if isinstance(kind, str) else getattr(kind, "__name__", path.rpartition(".")[2])
+        args = _without_type(cfg)
+        shown = ", ".join(f"{k}={v!r:.40}" for k, v in args.items())
+        text = blame(exc, path, args)
+        where, _, what = text.partition(": ")
+        msg = f"{where}: {name}({shown}) failed: {what}"
+        raise ConfigError(msg) from exc
 
 
 def build_table(cfg: TrainConfig) -> Any:
@@ -538,20 +666,33 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
         set_random_seed(seed, deterministic=cfg.deterministic)
     elif cfg.deterministic:
         set_random_seed(0, deterministic=True)
-    model = MODELS.build(cfg.model, "model")
+    with constructing("model", cfg.model):
+        model = MODELS.build(cfg.model, "model")
+    loss_fn = None
+    if cfg.loss is not None:
+        with constructing("loss", cfg.loss):
+            loss_fn = LOSSES.build(cfg.loss, "loss")
+    if loss_fn is None and not (hasattr(model, "train_step") and hasattr(model, "val_step")):
+        msg = (f"model.type: the model built ({type(model).__name__}) has no train_step/val_step, so the config "
+               "needs a loss for it: add loss=dict(type='CrossEntropyLoss') (any torch.nn loss, or 'pkg.module:Name')")
+        raise ConfigError(msg)
     opt_cfg = dict(cfg.optimizer)
     opt_cfg["type"] = OPTIMIZERS.get(opt_cfg["type"], "optimizer.type")
-    optimizer = build_optimizer(model, opt_cfg)
+    with constructing("optimizer", {k: v for k, v in cfg.optimizer.items() if k != "paramwise_cfg"}):
+        optimizer = build_optimizer(model, opt_cfg)
     datasets, loaders = build_datasets(cfg, seed or 0, distributed=distributed) if build_data else ({}, [])
     table = build_table(cfg)
     specs = hook_specs(cfg)
+    if build_data:
+        _check_schedules(specs, table, loaders)
     hooks, amp = [], None
     for s in specs:
         kwargs = dict(s.kwargs)
         if "dataloader" in s.needs:
             kwargs["dataloader"] = (build_loader(datasets["val"], cfg, "val", seed or 0, distributed=distributed)
                                     if build_data else None)
-        made = s.builder(**kwargs)
+        with constructing(s.path, {"type": s.type, **s.kwargs}):
+            made = s.builder(**kwargs)
         amp = getattr(made, "amp", amp)
         hooks.append(with_priority(made, s.priority))
     train_step = val_step = None
@@ -559,19 +700,45 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
         from fsm_trainer.dist import prepare
         from fsm_trainer.step import make_steps
 
-        prepared = prepare(model, optimizer, loaders, list(cfg.workflow) if loaders else [], **wrapper_kwargs(cfg, model))
+        prepared = prepare(model, optimizer, loaders, list(cfg.workflow) if loaders else [],
+                           **wrapper_kwargs(cfg, model))
         optimizer = prepared.optimizer
         train_step, val_step = (amp.steps if amp is not None else make_steps)(
-            model, optimizer, by=table.by, parallel=prepared.parallel)
+            model, optimizer, by=table.by, parallel=prepared.parallel, loss_fn=loss_fn)
     elif amp is not None:
-        train_step, val_step = amp.steps(model, optimizer, by=table.by)
+        train_step, val_step = amp.steps(model, optimizer, by=table.by, loss_fn=loss_fn)
     wd = work_dir if work_dir is not None else cfg.work_dir
     return Built(cfg, table, model, optimizer, datasets, loaders, hooks, specs,
                  Path(wd) if wd is not None else None, seed or 0, train_step, val_step,
-                 {"seed": seed, **(meta or {})})
+                 {"seed": seed, **(meta or {})}, loss_fn)
+
+
+def _check_schedules(specs: Sequence[HookSpec], table: Any, loaders: Sequence[Any]) -> None:
+    """What the LR/momentum hooks check when the run starts (the run's length), checked now."""
+    from fsm_trainer.schedules import ScheduleConfigError, build_lr_schedule, build_momentum_schedule
+
+    epoch_len = None
+    if table.by == "epoch":
+        first = next((i for i, (mode, _) in enumerate(table.workflow) if mode == "train"), None)
+        epoch_len = _length(loaders[first]) if first is not None and first < len(loaders) else None
+    max_iters = table.max_iters if table.by == "iter" else (
+        table.max_epochs * epoch_len if epoch_len is not None else None)
+    errors = []
+    for s in specs:
+        if s.path not in ("lr_config", "momentum_config"):
+            continue
+        kw = {k: v for k, v in s.kwargs.items() if k not in ("name", "priority")}
+        try:
+            schedule = (build_lr_schedule if s.path == "lr_config" else build_momentum_schedule)(**kw)
+            schedule.check_run(table.by, max_epochs=table.max_epochs, max_iters=max_iters, epoch_len=epoch_len)
+        except ScheduleConfigError as exc:
+            text = str(exc).removeprefix(f"{s.path}: ")
+            errors.append(blame(text, s.path, kw))
+    if errors:
+        raise ConfigError(errors)
 
 
 __all__ = [
     "Built", "HookSpec", "build", "build_datasets", "build_loader", "build_table", "check_call", "check_config",
-    "hook_specs", "set_random_seed", "validate", "with_priority", "wrapper_kwargs",
+    "constructing", "hook_specs", "set_random_seed", "validate", "with_priority", "wrapper_kwargs",
 ]

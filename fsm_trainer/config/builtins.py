@@ -21,7 +21,7 @@ from fsm_trainer.hook import Hook
 from fsm_trainer.hooks.checkpoint import checkpoint_hook
 from fsm_trainer.hooks.optimizer import Amp, optimizer_hook
 from fsm_trainer.priority import Priority
-from fsm_trainer.registry import DATASETS, HOOKS, MODELS, OPTIMIZERS
+from fsm_trainer.registry import DATASETS, HOOKS, LOSSES, MODELS, OPTIMIZERS
 
 
 class DigitsDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -157,6 +157,20 @@ def register_builtins() -> None:
     DATASETS.register("DigitsDataset", force=True, obj=DigitsDataset)
     for key, cls in torch_optimizers().items():
         OPTIMIZERS.register(key, force=True, obj=cls)
+    for key, loss in torch_losses().items():
+        LOSSES.register(key, force=True, obj=loss)
+
+
+def torch_losses() -> dict[str, type[torch.nn.Module]]:
+    """Every loss class of ``torch.nn`` (``CrossEntropyLoss``, ``MSELoss``...), by name.
+
+    >>> "CrossEntropyLoss" in torch_losses() and "MSELoss" in torch_losses()
+    True
+    """
+    from torch.nn.modules.loss import _Loss
+
+    return {name: obj for name in dir(torch.nn) if inspect.isclass(obj := getattr(torch.nn, name))
+            and issubclass(obj, _Loss) and not name.startswith("_")}
 
 
 def importlib_util_find(module: str) -> bool:
@@ -170,4 +184,4 @@ def importlib_util_find(module: str) -> bool:
 
 
 __all__ = ["CheckpointHook", "DigitsDataset", "Fp16OptimizerHook", "GradientCumulativeFp16OptimizerHook",
-           "register_builtins"]
+           "register_builtins", "torch_losses"]

@@ -106,6 +106,9 @@ def _exec_python(text: str, path: Path) -> dict[str, Any]:
         raise ConfigError(msg) from None
     try:
         exec(code, namespace)
+    except SystemExit as exc:
+        msg = f"{path}: running the config called exit({exc.code!r}); a config file must only define names"
+        raise ConfigError(msg) from exc
     except Exception as exc:
         msg = f"{path}: running the config raised {type(exc).__name__}: {exc}"
         raise ConfigError(msg) from exc
@@ -145,6 +148,26 @@ def _parse(text: str, path: Path) -> Any:
         raise ConfigError(msg) from None
 
 
+def read_text(path: Path) -> str:
+    """The text of the config file ``path``, which must be UTF-8.
+
+    Raises:
+        ConfigError: naming the file and the first byte that is not UTF-8, or why it cannot be read.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        msg = f"{path}: cannot read the config file: {exc.strerror or exc}"
+        raise ConfigError(msg) from None
+    try:
+        return raw.decode("utf-8-sig")  # a UTF-8 byte order mark is allowed, and dropped
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        msg = (f"{path}:{line}: the file is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+               "save it as UTF-8")
+        raise ConfigError(msg) from None
+
+
 def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read one config file and its ``_base_`` files into a plain dict.
 
@@ -158,12 +181,12 @@ def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         msg = f"_base_ files form a cycle: {chain}"
         raise ConfigError(msg)
     if not path.is_file():
-        msg = f"{path}: no such config file"
+        msg = f"{path}: is a directory, not a config file" if path.is_dir() else f"{path}: no such config file"
         raise ConfigError(msg)
     if path.suffix not in SUFFIXES:
         msg = f"{path}: unsupported config format {path.suffix!r}; allowed: {', '.join(SUFFIXES)}"
         raise ConfigError(msg)
-    text = _substitute_predefined(path.read_text(encoding="utf-8"), path)
+    text = _substitute_predefined(read_text(path), path)
     text, names = _placeholders(text)
     data = _parse(text, path)
     if data is None:
@@ -203,10 +226,21 @@ def merge(base: Any, child: Mapping[str, Any], *, allow_list_keys: bool = False,
     Dicts merge key by key unless the child's dict has ``_delete_=True``; other values
     replace. With ``allow_list_keys``, a digit key in ``child`` indexes a list in ``base``.
     """
-    out: Any = list(base) if isinstance(base, list) else dict(base)
+    if isinstance(base, (list, tuple)) and allow_list_keys:
+        out: Any = list(base)
+    elif isinstance(base, Mapping):
+        out = dict(base)
+    else:
+        msg = (f"{_path or '(config)'}: is a {type(base).__name__} ({base!r:.40}) in the base config"
+               f"{f' ({source})' if source else ''}, so it has no keys to set; set it whole instead")
+        raise ConfigError(msg)
     for k, v in child.items():
         where = f"{_path}.{k}" if _path else str(k)
-        if allow_list_keys and isinstance(out, list) and isinstance(k, str) and k.isdigit():
+        if isinstance(out, list):
+            if not (isinstance(k, str) and k.isdigit()):
+                msg = (f"{where}: {_path or '(config)'} is a list of {len(out)}; index it with a number "
+                       f"0..{len(out) - 1}, e.g. {_path}.0" if out else f"{where}: {_path} is an empty list")
+                raise ConfigError(msg)
             i = int(k)
             if i >= len(out):
                 msg = f"{where}: index {i} is past the end of a list of {len(out)}"
@@ -217,12 +251,16 @@ def merge(base: Any, child: Mapping[str, Any], *, allow_list_keys: bool = False,
             v = dict(v)
             delete = v.pop(DELETE_KEY, False)
             if k in out and not delete:
-                allowed = (dict, list) if allow_list_keys else (dict,)
+                allowed = (dict, list, tuple) if allow_list_keys else (dict,)
                 if not isinstance(out[k], allowed):
-                    msg = (
-                        f"{where}: is a dict here but a {type(out[k]).__name__} in the base config"
-                        f"{f' ({source})' if source else ''}; add _delete_=True to replace it"
-                    )
+                    if allow_list_keys:  # --cfg-options a.b.c=...: a.b is not a dict
+                        msg = (f"{where}: is a {type(out[k]).__name__} ({out[k]!r:.40}) in the config, so "
+                               f"{where}.{next(iter(v), '…')} cannot be set; set {where} itself")
+                    else:
+                        msg = (
+                            f"{where}: is a dict here but a {type(out[k]).__name__} in the base config"
+                            f"{f' ({source})' if source else ''}; add _delete_=True to replace it"
+                        )
                     raise ConfigError(msg)
                 out[k] = merge(out[k], v, allow_list_keys=allow_list_keys, source=source, _path=where)
             else:

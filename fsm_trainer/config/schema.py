@@ -97,6 +97,9 @@ class TrainConfig:
     optimizer: dict[str, Any]
     runner: RunnerConfig
     workflow: tuple[tuple[Mode, int], ...] = (("train", 1),)
+    # For a model without train_step/val_step (a plain nn.Module): batches are (inputs, targets)
+    # and the loss is loss(model(inputs), targets). ``loss_fn`` is accepted as its alias.
+    loss: dict[str, Any] | None = None
     optimizer_config: dict[str, Any] | None = attrs.field(factory=dict)
     lr_config: dict[str, Any] | None = None
     momentum_config: dict[str, Any] | None = None
@@ -130,6 +133,8 @@ class TrainConfig:
 
 
 KNOWN_KEYS = tuple(f.name for f in attrs.fields(TrainConfig) if f.name != "variables")
+ALIASES = {"loss_fn": "loss"}
+"""Other spellings of top-level keys: ``loss_fn`` (the name of :func:`fsm_trainer.run`'s argument) is ``loss``."""
 IGNORED_KEYS = ("gpu_ids", "opencv_num_threads", "mp_start_method", "cudnn_benchmark", "auto_scale_lr")
 
 
@@ -177,7 +182,13 @@ def _describe_type(t: Any) -> str:
     origin = typing.get_origin(t)
     if origin in (list, tuple):
         args = [a for a in typing.get_args(t) if a is not Ellipsis]
-        return f"a list of {_describe_type(args[0])}" if args else "a list"
+        if not args:
+            return "a list"
+        inner = _describe_type(args[0])
+        for article in ("a ", "an "):
+            if inner.startswith(article):
+                return f"a list of {inner.removeprefix(article)}s"
+        return f"a list of {inner}"
     if origin is dict:
         return "a dict"
     names = {int: "an int", float: "a number", str: "a string", bool: "True or False"}
@@ -229,6 +240,9 @@ def _describe(exc: BaseException, type_: Any) -> str:
         return "; ".join(f"unknown key {k!r}{did_you_mean(k, allowed)}" for k in sorted(exc.extra_fields))
     if isinstance(exc, KeyError):
         return "required key missing"
+    if isinstance(exc, TypeError) and typing.get_origin(type_) in (list, tuple) and "not iterable" in str(exc):
+        got = str(exc).split("'")[1] if str(exc).count("'") >= 2 else "something else"
+        return f"expected {_describe_type(type_)}, got {got}"
     if isinstance(exc, (TypeError, ValueError)) and str(exc):
         return str(exc)
     return cattrs.v.format_exception(exc, type_)
@@ -284,6 +298,9 @@ def structure_config(raw: Mapping[str, Any]) -> TrainConfig:
         msg = f"a config must be a dict, got {type(raw).__name__}"
         raise ConfigError(msg)
     errors, known, helpers = split_keys(raw)
+    from fsm_trainer.config.values import key_errors
+
+    errors.extend(key_errors(known))
     cfg = None
     try:
         cfg = converter.structure(known, TrainConfig)
@@ -301,7 +318,12 @@ def split_keys(raw: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], dict[
     known: dict[str, Any] = {}
     helpers: dict[str, Any] = {}
     for k, v in raw.items():
-        if not isinstance(k, str):
+        if isinstance(k, str) and k in ALIASES:
+            if ALIASES[k] in raw:
+                errors.append(f"{k}: give either {ALIASES[k]} or {k} (its alias), not both")
+            else:
+                known[ALIASES[k]] = v
+        elif not isinstance(k, str):
             errors.append(f"{k!r}: config keys must be strings")
         elif k in KNOWN_KEYS:
             known[k] = v
@@ -320,6 +342,6 @@ def unstructure_config(cfg: TrainConfig) -> dict[str, Any]:
 
 
 __all__ = [
-    "IGNORED_KEYS", "KNOWN_KEYS", "DataConfig", "LogConfig", "RunnerConfig", "TrainConfig", "check_type",
+    "ALIASES", "IGNORED_KEYS", "KNOWN_KEYS", "DataConfig", "LogConfig", "RunnerConfig", "TrainConfig", "check_type",
     "converter", "path_errors", "split_keys", "structure_config", "unstructure_config",
 ]

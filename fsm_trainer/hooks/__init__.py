@@ -2,31 +2,73 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fsm_trainer.context import RunContext
 from fsm_trainer.hook import Hook
-from fsm_trainer.hooks.checkpoint import checkpoint_hook as checkpoint_hook
-from fsm_trainer.hooks.dist import sync_buffers_hook as sync_buffers_hook
-from fsm_trainer.hooks.ema import ema_hook as ema_hook
-from fsm_trainer.hooks.eval import eval_hook as eval_hook
-from fsm_trainer.hooks.logger import text_logger_hook as text_logger_hook
-from fsm_trainer.hooks.logger_base import logger_hook as logger_hook
-from fsm_trainer.hooks.lr_updater import lr_updater as lr_updater
-from fsm_trainer.hooks.misc import closure_hook as closure_hook
-from fsm_trainer.hooks.misc import early_stopping_hook as early_stopping_hook
-from fsm_trainer.hooks.misc import empty_cache_hook as empty_cache_hook
-from fsm_trainer.hooks.misc import nan_guard_hook as nan_guard_hook
-from fsm_trainer.hooks.misc import profiler_hook as profiler_hook
-from fsm_trainer.hooks.mlflow import mlflow_logger_hook as mlflow_logger_hook
-from fsm_trainer.hooks.momentum_updater import momentum_updater as momentum_updater
-from fsm_trainer.hooks.optimizer import Amp as Amp
-from fsm_trainer.hooks.optimizer import optimizer_hook as optimizer_hook
-from fsm_trainer.hooks.progress import progress_bar_hook as progress_bar_hook
-from fsm_trainer.hooks.tensorboard import tensorboard_logger_hook as tensorboard_logger_hook
-from fsm_trainer.hooks.timer import iter_timer_hook as iter_timer_hook
-from fsm_trainer.hooks.trace import trace_hook as trace_hook
+
+if TYPE_CHECKING:
+    from fsm_trainer.context import RunContext
+    from fsm_trainer.hooks.checkpoint import checkpoint_hook as checkpoint_hook
+    from fsm_trainer.hooks.dist import sync_buffers_hook as sync_buffers_hook
+    from fsm_trainer.hooks.ema import ema_hook as ema_hook
+    from fsm_trainer.hooks.eval import eval_hook as eval_hook
+    from fsm_trainer.hooks.logger import text_logger_hook as text_logger_hook
+    from fsm_trainer.hooks.logger_base import logger_hook as logger_hook
+    from fsm_trainer.hooks.lr_updater import lr_updater as lr_updater
+    from fsm_trainer.hooks.misc import closure_hook as closure_hook
+    from fsm_trainer.hooks.misc import early_stopping_hook as early_stopping_hook
+    from fsm_trainer.hooks.misc import empty_cache_hook as empty_cache_hook
+    from fsm_trainer.hooks.misc import nan_guard_hook as nan_guard_hook
+    from fsm_trainer.hooks.misc import profiler_hook as profiler_hook
+    from fsm_trainer.hooks.mlflow import mlflow_logger_hook as mlflow_logger_hook
+    from fsm_trainer.hooks.momentum_updater import momentum_updater as momentum_updater
+    from fsm_trainer.hooks.optimizer import Amp as Amp
+    from fsm_trainer.hooks.optimizer import optimizer_hook as optimizer_hook
+    from fsm_trainer.hooks.progress import progress_bar_hook as progress_bar_hook
+    from fsm_trainer.hooks.tensorboard import tensorboard_logger_hook as tensorboard_logger_hook
+    from fsm_trainer.hooks.timer import iter_timer_hook as iter_timer_hook
+    from fsm_trainer.hooks.trace import trace_hook as trace_hook
+
+_LAZY: dict[str, str] = {
+    "checkpoint_hook": "checkpoint",
+    "sync_buffers_hook": "dist",
+    "ema_hook": "ema",
+    "eval_hook": "eval",
+    "text_logger_hook": "logger",
+    "logger_hook": "logger_base",
+    "lr_updater": "lr_updater",
+    "closure_hook": "misc",
+    "early_stopping_hook": "misc",
+    "empty_cache_hook": "misc",
+    "nan_guard_hook": "misc",
+    "profiler_hook": "misc",
+    "mlflow_logger_hook": "mlflow",
+    "momentum_updater": "momentum_updater",
+    "Amp": "optimizer",
+    "optimizer_hook": "optimizer",
+    "progress_bar_hook": "progress",
+    "tensorboard_logger_hook": "tensorboard",
+    "iter_timer_hook": "timer",
+    "trace_hook": "trace",
+}
+"""Public name -> the module of :mod:`fsm_trainer.hooks` defining it, imported on first use,
+so importing one hook does not import every other hook's dependencies."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'fsm_trainer.hooks' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f"fsm_trainer.hooks.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def default_hooks(
@@ -37,6 +79,10 @@ def default_hooks(
     Optimizer (ABOVE_NORMAL), iteration timer (LOW) and text logger (VERY_LOW), registered in
     mmcv's order.
     """
+    from fsm_trainer.hooks.logger import text_logger_hook
+    from fsm_trainer.hooks.optimizer import optimizer_hook
+    from fsm_trainer.hooks.timer import iter_timer_hook
+
     return [optimizer_hook(grad_clip), iter_timer_hook(), text_logger_hook(log_interval)]
 
 
