@@ -1,6 +1,6 @@
 """Per-iteration overhead of fsm_trainer's runner against a hand-written loop (and Ignite).
 
-Run: ``python benchmarks/bench_overhead.py [--iters 2000] [--rounds 7]``.
+Run: ``python benchmarks/bench_overhead.py [--iters 2000] [--rounds 7] [--device cpu|cuda|cuda:N]``.
 
 Each round runs every variant once, interleaved, on the same data; the figure per variant
 is the median over rounds of (time / iterations), and its overhead the median over rounds of
@@ -12,6 +12,10 @@ the difference to the raw loop of the same round, with the interquartile range.
 * ``mlp``: a tiny MLP (64-32-10, batch 16) trained with SGD: forward, loss, ``loss.item()``,
   backward, step in every variant.
 Ignite's ``Engine`` runs the same process function with no handlers attached (its bare loop).
+
+``--device`` (default ``cpu``): where the MLP and the batches live, for every variant; the
+batches are put there before timing, and fsm_trainer runs with ``device=`` that device, so its
+figure includes the per-batch device handling (a no-op move of batches already there).
 """
 
 from __future__ import annotations
@@ -46,11 +50,11 @@ class _NoOptimizer:
         pass
 
 
-def _mlp() -> tuple[nn.Module, torch.optim.Optimizer, list[tuple[torch.Tensor, torch.Tensor]]]:
+def _mlp(device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer, list[tuple[torch.Tensor, torch.Tensor]]]:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    data = [(torch.randn(16, 64), torch.randint(0, 10, (16,))) for _ in range(100)]
+    data = [(torch.randn(16, 64, device=device), torch.randint(0, 10, (16,), device=device)) for _ in range(100)]
     return model, opt, data
 
 
@@ -58,13 +62,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:<index>")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.set_num_threads(1)
     logging.getLogger("fsm_trainer").setLevel(logging.WARNING)
     logging.getLogger("ignite").setLevel(logging.WARNING)
     n = args.iters
 
-    model, opt, data = _mlp()
+    model, opt, data = _mlp(device)
     loss_fn = nn.CrossEntropyLoss()
     batches = [data[i % len(data)] for i in range(n)]
     noop_opt = _NoOptimizer()
@@ -91,7 +100,7 @@ def main() -> None:
 
     def fsm(step: Callable[[Any], dict[str, Any]], optimizer: Any) -> None:
         run(TrainState(), table, model=model, optimizer=optimizer, data_loaders=[batches],
-            hooks=default_hooks(log_interval=50), train_step=step, val_step=step)
+            hooks=default_hooks(log_interval=50), train_step=step, val_step=step, device=device)
 
     variants: dict[str, Callable[[Callable[[Any], dict[str, Any]], Any], None]] = {"raw": raw, "fsm_trainer": fsm}
     try:
@@ -116,12 +125,14 @@ def main() -> None:
         times: dict[str, list[float]] = {k: [] for k in variants}
         for fn in variants.values():  # warm-up
             fn(step, optimizer)
+        sync()
         for _ in range(args.rounds):
             for name, fn in variants.items():
                 t0 = time.perf_counter()
                 fn(step, optimizer)
+                sync()
                 times[name].append((time.perf_counter() - t0) / n * 1e6)
-        print(f"\n{label}: {n} iterations x {args.rounds} rounds, median us/iter")
+        print(f"\n{label} on {device}: {n} iterations x {args.rounds} rounds, median us/iter")
         print(f"  {'variant':<12} {'us/iter':>9} {'overhead':>9} {'IQR of overhead':>17}")
         for name in variants:
             med = statistics.median(times[name])

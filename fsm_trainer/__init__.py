@@ -1,5 +1,7 @@
 """fsm_trainer: an exactly reproducible training runner built as a small state machine."""
 
+from typing import TYPE_CHECKING
+
 from fsm_trainer.errors import FsmTrainerError as FsmTrainerError
 from fsm_trainer.errors import HookError as HookError
 from fsm_trainer.errors import NoTransition as NoTransition
@@ -16,6 +18,16 @@ from fsm_trainer.transitions import TransitionTable as TransitionTable
 from fsm_trainer.transitions import compile_workflow as compile_workflow
 from fsm_trainer.transitions import run_length as run_length
 from fsm_trainer.transitions import transition as transition
+
+if TYPE_CHECKING:
+    from fsm_trainer.checkpoint import CheckpointError as CheckpointError
+    from fsm_trainer.checkpoint import load_checkpoint as load_checkpoint
+    from fsm_trainer.checkpoint import load_weights as load_weights
+    from fsm_trainer.checkpoint import save_checkpoint as save_checkpoint
+    from fsm_trainer.context import RunContext as RunContext
+    from fsm_trainer.runner import run as run
+    from fsm_trainer.sampler import ResumableSampler as ResumableSampler
+    from fsm_trainer.sampler import resumable_loader as resumable_loader
 
 __version__ = "0.1.0"
 

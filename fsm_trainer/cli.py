@@ -279,7 +279,7 @@ def _train_ranked(cfg: Any, session: Session, *, config_name: str, work_dir: str
     progress = _use_progress(progress_flag) and rank == 0
     # As mmcv's get_logger: ranks other than 0 report errors only.
     logger = _logger(cfg.log_level if rank == 0 else "ERROR", progress)
-    wd = Path(work_dir or cfg.work_dir or Path("work_dirs") / Path(config_name).stem)
+    wd = default_work_dir(cfg, config_name, work_dir)
     check_work_dir(wd)
     session.work_dir = wd
     resume = _resume_arg(resume, cfg)
@@ -318,6 +318,11 @@ def _train_ranked(cfg: Any, session: Session, *, config_name: str, work_dir: str
     kwargs = built.run_kwargs()
     kwargs["hooks"] = hooks
     logger.info("work_dir: %s", wd)
+    from fsm_trainer.config.build import without_effect
+
+    ignored = without_effect(cfg, distributed=world > 1)
+    if ignored:
+        logger.info("accepted without effect: %s", "; ".join(ignored))
     final = run(TrainState(), built.table, logger=logger, resume=resume, **kwargs)
     for hs in final.hook_states.values():
         if isinstance(hs, dict) and hs.get("preempted"):
@@ -351,6 +356,11 @@ def run_summary(final: Any, session: Session, work_dir: Path) -> str:
     lines.append(f"  last checkpoint: {last or '(none saved)'}")
     lines.append(f"  work dir: {work_dir}")
     return "\n".join(lines)
+
+
+def default_work_dir(cfg: Any, config_name: str, work_dir: str | None = None) -> Path:
+    """``--work-dir``, else the config's ``work_dir``, else ``work_dirs/<config name>`` (as ``train``)."""
+    return Path(work_dir or cfg.work_dir or Path("work_dirs") / Path(config_name).stem)
 
 
 def _with_seed(cfg: Any, seed: int) -> Any:
@@ -394,18 +404,18 @@ def _compose(built: Any, logger: logging.Logger) -> tuple[Any, list[str]]:
 
 def cmd_show(args: argparse.Namespace, session: Session) -> int:
     from fsm_trainer.config import unstructure_config
-    from fsm_trainer.config.build import build
-    from fsm_trainer.config.schema import IGNORED_KEYS
+    from fsm_trainer.config.build import build, without_effect
 
     cfg = _load(args.config, args.cfg_options)
-    built = build(cfg, build_data=True)
     logger = _logger("WARNING", progress=False)
+    # The work dir train would use; nothing is written there (hooks are composed, never run).
+    built = build(cfg, build_data=True, work_dir=default_work_dir(cfg, args.config))
     composed, notes = _compose(built, logger)
     data = unstructure_config(cfg)
     out = [f"# resolved config: {args.config}", pprint.pformat(data, sort_dicts=False, width=100), ""]
-    ignored = [k for k in IGNORED_KEYS if data.get(k) not in (None, False)]
+    ignored = without_effect(cfg)
     if ignored:
-        out.append(f"# accepted without effect: {', '.join(ignored)}")
+        out.append(f"# accepted without effect: {'; '.join(ignored)}")
     if cfg.variables:
         out.append(f"# helper variables (not used by the runner): {', '.join(cfg.variables)}")
     out += ["", "# hooks in registration order (config key -> hook)"]
@@ -437,7 +447,8 @@ def cmd_plan(args: argparse.Namespace, session: Session) -> int:
     if args.json:
         _check_file_target(args.json, "--json")
     cfg = _load(args.config, args.cfg_options)
-    built = build(cfg)
+    _logger("WARNING", progress=False)
+    built = build(cfg, work_dir=default_work_dir(cfg, args.config))
     plan = make_plan(built.table, [len(x) for x in built.data_loaders], built.specs, cfg.optimizer)
     print(plan.format(all_rows=args.all))
     if args.json:

@@ -102,12 +102,12 @@ def ignore_stop_signals_in_workers(loader: Any) -> bool:
 
 def set_sampler_epoch(loader: Any, epoch: int) -> None:
     """Call ``set_epoch(epoch)`` on the loader's sampler (or batch sampler's) when it has one."""
-    sampler = getattr(loader, "sampler", None)
+    sampler: Any = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
         return
     batch_sampler = getattr(loader, "batch_sampler", None)
-    inner = getattr(batch_sampler, "sampler", None)
+    inner: Any = getattr(batch_sampler, "sampler", None)
     if hasattr(inner, "set_epoch"):
         inner.set_epoch(epoch)
 
@@ -121,11 +121,11 @@ def set_data_position(loader: Any, epoch: int, batches: int) -> bool:
     only calls ``set_epoch`` and returns ``False``: the caller must skip the batches by reading
     them (see :func:`skip_batches`).
     """
-    batch_sampler = getattr(loader, "batch_sampler", None)
+    batch_sampler: Any = getattr(loader, "batch_sampler", None)
     if hasattr(batch_sampler, "set_position"):
         batch_sampler.set_position(epoch, batches)
         return True
-    sampler = getattr(loader, "sampler", None)
+    sampler: Any = getattr(loader, "sampler", None)
     if not hasattr(sampler, "set_position"):
         sampler = getattr(batch_sampler, "sampler", None)
     if hasattr(sampler, "set_position"):

@@ -78,7 +78,7 @@ def _check_on(_: Any, __: Any, on: Mapping[str, HookFn]) -> None:
 class Hook:
     """A named set of functions, one per hook point, with a priority.
 
-    Args:
+    Attributes:
         name: shown in the hook order and in error messages.
         priority: an int in [0, 100] or an mmcv level name (``"NORMAL"`` = 50). Lower runs
             first; equal priorities run in registration order.

@@ -143,12 +143,12 @@ def paramwise_groups(model: nn.Module, paramwise_cfg: Mapping[str, Any], *, lr: 
             full = f"{prefix}.{name}"
             key = next((k for k in keys if k in full), None)
             if key is not None:
-                group["lr"] = lr * custom[key].get("lr_mult", 1.0)  # type: ignore[operator]
+                group["lr"] = lr * custom[key].get("lr_mult", 1.0)
                 if weight_decay is not None:
                     group["weight_decay"] = weight_decay * custom[key].get("decay_mult", 1.0)
             else:
                 if name == "bias" and not is_norm:
-                    group["lr"] = lr * bias_lr  # type: ignore[operator]
+                    group["lr"] = lr * bias_lr
                 if weight_decay is not None:
                     if is_norm:
                         group["weight_decay"] = weight_decay * norm_decay
@@ -196,7 +196,7 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
         raise OptimizerConfigError(msg)
     paramwise = kwargs.pop("paramwise_cfg", None)
     _check_kwargs(cls, kwargs)
-    module = model.module if hasattr(model, "module") else model
+    module: nn.Module = getattr(model, "module", model)
     if not paramwise:
         if paramwise is not None and not isinstance(paramwise, Mapping):
             _check_paramwise(paramwise, None, None)

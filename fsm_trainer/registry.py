@@ -278,8 +278,11 @@ DATASETS = Registry("dataset")
 OPTIMIZERS = Registry("optimizer")
 LOSSES = Registry("loss")
 """Losses for models without ``train_step`` (the config's ``loss``): every ``torch.nn`` loss by name."""
+OPTIMIZER_CONSTRUCTORS = Registry("optimizer constructor")
+"""mmcv's optimizer constructors (``optimizer.constructor``): ``cls(optimizer_cfg, paramwise_cfg)(model)``
+returns the optimizer; ``DefaultOptimizerConstructor`` ships."""
 
 __all__ = [
-    "DATASETS", "HOOKS", "LOSSES", "MODELS", "OPTIMIZERS", "Registry", "RegistryError", "check_kwargs",
-    "did_you_mean", "import_module", "import_path", "signature_params",
+    "DATASETS", "HOOKS", "LOSSES", "MODELS", "OPTIMIZERS", "OPTIMIZER_CONSTRUCTORS", "Registry", "RegistryError",
+    "check_kwargs", "did_you_mean", "import_module", "import_path", "signature_params",
 ]

@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,8 @@ import torch
 def capture() -> dict[str, Any]:
     """The state of the python, NumPy (legacy global), torch CPU and CUDA generators."""
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    legacy: Any = np.random.get_state(legacy=True)
+    kind, keys, pos, has_gauss, cached = legacy
     out: dict[str, Any] = {
         "python": {"version": version, "state": list(internal), "gauss_next": gauss},
         "numpy": {
@@ -41,9 +43,76 @@ def capture() -> dict[str, Any]:
         "cuda": [],
     }
     # Asking for CUDA states would initialise CUDA in a CPU-only run; only capture what is live.
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    initialized: Callable[[], bool] = torch.cuda.is_initialized
+    if torch.cuda.is_available() and initialized():
         out["cuda"] = list(torch.cuda.get_rng_state_all())
     return out
+
+
+_WORDS = 624  # Mersenne Twister state words, in python's random and NumPy's legacy generator
+
+
+def _is_int(x: Any, low: int, high: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and low <= x <= high
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def check(state: Any) -> None:
+    """Check that ``state`` has the layout :func:`capture` gives, touching no generator.
+
+    :func:`restore` of a state that passes sets every generator without error (except for a
+    different number of CUDA devices, which it reports itself).
+
+    >>> check(capture())
+    >>> check({"python": {}})
+    Traceback (most recent call last):
+    ...
+    ValueError: expected the keys cuda, numpy, python, torch; got python
+
+    Raises:
+        ValueError: naming the first part that is not as :func:`capture` writes it.
+    """
+    if not isinstance(state, dict) or set(state) != {"python", "numpy", "torch", "cuda"}:
+        got = ", ".join(sorted(map(str, state))) if isinstance(state, dict) else type(state).__name__
+        msg = f"expected the keys cuda, numpy, python, torch; got {got}"
+        raise ValueError(msg)
+    py = state["python"]
+    if not isinstance(py, dict) or set(py) != {"version", "state", "gauss_next"}:
+        msg = "python: expected the keys version, state, gauss_next"
+        raise ValueError(msg)
+    words = py["state"]
+    if (py["version"] != random.Random.VERSION or not isinstance(words, list) or len(words) != _WORDS + 1
+            or not all(_is_int(w, 0, 2**32 - 1) for w in words[:-1]) or not _is_int(words[-1], 0, _WORDS)):
+        msg = f"python: not a version {random.Random.VERSION} Mersenne Twister state ({_WORDS} words and a position)"
+        raise ValueError(msg)
+    if py["gauss_next"] is not None and not _is_number(py["gauss_next"]):
+        msg = "python: gauss_next must be a number or null"
+        raise ValueError(msg)
+    n = state["numpy"]
+    if not isinstance(n, dict) or set(n) != {"kind", "keys", "pos", "has_gauss", "cached_gaussian"}:
+        msg = "numpy: expected the keys kind, keys, pos, has_gauss, cached_gaussian"
+        raise ValueError(msg)
+    keys = n["keys"]
+    if (n["kind"] != "MT19937" or not isinstance(keys, list) or len(keys) != _WORDS
+            or not all(_is_int(k, 0, 2**32 - 1) for k in keys) or not _is_int(n["pos"], 0, _WORDS)
+            or not _is_int(n["has_gauss"], 0, 1) or not _is_number(n["cached_gaussian"])):
+        msg = f"numpy: not an MT19937 state ({_WORDS} 32-bit keys, a position, a cached gaussian)"
+        raise ValueError(msg)
+    t = state["torch"]
+    size = torch.get_rng_state().numel()
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or tuple(t.shape) != (size,):
+        what = f"{t.dtype} tensor of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+        msg = f"torch: expected a uint8 tensor of shape ({size},), got a {what}"
+        raise ValueError(msg)
+    cuda = state["cuda"]
+    if not isinstance(cuda, list) or not all(
+        isinstance(c, torch.Tensor) and c.dtype == torch.uint8 and c.dim() == 1 for c in cuda
+    ):
+        msg = "cuda: expected a list of one-dimensional uint8 tensors"
+        raise ValueError(msg)
 
 
 def restore(state: dict[str, Any]) -> None:

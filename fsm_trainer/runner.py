@@ -142,8 +142,11 @@ def run(
     resume: str | Path | None = None,
     resume_strict: bool = True,
     distributed: bool | str = False,
+    device: str | torch.device | None = "auto",
+    compile: bool | Mapping[str, Any] = False,
 ) -> TrainState:
-    """Run ``table`` from ``state`` and return the final state.
+    """Run ``table`` from ``state`` and return the final state (plain data: ``outputs`` keeps
+    ``log_vars`` and ``num_samples`` as numbers, see :meth:`TrainState.plain`).
 
     Args:
         state: where to start; ``TrainState()`` for a new run.
@@ -156,7 +159,8 @@ def run(
         work_dir: where hooks write files; created if missing.
         loss_fn: for a plain ``nn.Module`` fed ``(inputs, targets)`` batches.
         batch_processor: mmcv's ``batch_processor(model, batch, train_mode)``.
-        train_step, val_step: explicit step functions ``batch -> outputs`` (override the above).
+        train_step: an explicit train step function ``batch -> outputs`` (overrides the above).
+        val_step: an explicit val step function ``batch -> outputs`` (overrides the above).
         strict: raise instead of warn for hooks on points the table never reaches.
         logger: where the hook order and logs go (default ``logging.getLogger("fsm_trainer")``).
         meta: free-form run metadata kept in the context (config, seed...).
@@ -176,6 +180,25 @@ def run(
             ranks (``resumable_loader(..., distributed=True)``). Logging and checkpoint hooks
             are rank-aware whenever a process group of several ranks exists, with or without
             this flag.
+        device: where to train (:mod:`fsm_trainer.device`). ``"auto"``: the accelerator the
+            model is already on, else CUDA's ``LOCAL_RANK`` device (distributed) or current
+            device when CUDA is available, else the CPU; without an ``nn.Module`` model
+            (explicit steps only), nothing is moved. ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
+            ``torch.device``: that device. ``None``: nothing is moved (a model whose
+            ``train_step`` moves its own batches). The model is moved once, before a
+            checkpoint is loaded into it and before ``distributed`` wraps it; on an
+            accelerator each batch is moved before the step (:func:`~fsm_trainer.device.move_batch`:
+            tensors in tuples, lists, dicts, namedtuples, dataclass and attrs records, objects
+            with ``.to()``; ``non_blocking`` for pinned batches). On the CPU batches are not
+            touched. During the loop the device is CUDA's current device.
+        compile: ``True`` or a dict of ``torch.compile`` arguments: for the run, the model's
+            ``forward`` is ``torch.compile(model.forward, **options)``
+            (:func:`~fsm_trainer.device.compile_model`), so every forward, also the one inside
+            an mmcv-style ``train_step``, is compiled, while hooks and checkpoints see the same
+            module with the same ``state_dict`` keys (no ``_orig_mod.`` prefix) and resuming
+            works as without it; the plain ``forward`` is back when the run ends. A
+            ``torch.compile(model)`` result given as ``model`` is unwrapped for hooks and
+            checkpoints; ``loss_fn`` and ``batch_processor`` steps call the compiled wrapper.
 
     Raises:
         WorkflowError: loaders do not match the workflow (before any data is touched).
@@ -183,35 +206,63 @@ def run(
         TypeError: a step or a hook returns something other than documented.
         fsm_trainer.checkpoint.CheckpointError: ``resume`` names a missing or invalid
             checkpoint, or one of another workflow or model (before any data is touched).
+        fsm_trainer.device.DeviceError: ``device`` or ``compile`` is invalid, or the device
+            is not available here (before any data is touched).
     """
     _check_loaders(table, data_loaders)
-    from fsm_trainer.dist import check_strategy
+    from fsm_trainer import device as devices
+    from fsm_trainer.dist import check_strategy, is_dist
 
     strategy = check_strategy(distributed)
+    compile_kw = devices.compile_options(compile)
+    if compile_kw is not None and not isinstance(devices.unwrap_compiled(model), torch.nn.Module):
+        msg = f"compile= needs an nn.Module model, got {type(model).__name__}"
+        raise devices.DeviceError(msg)
     if not isinstance(state, TrainState):
         msg = f"state must be a TrainState, got {type(state).__name__}"
         raise TypeError(msg)
     wd = Path(work_dir) if work_dir is not None else None
+    stepped = model
+    model = devices.unwrap_compiled(model)  # hooks and checkpoints see the plain module
+    dev = devices.resolve_device(device, model=model, distributed=strategy is not None or is_dist())
     ctx = RunContext(
         table, data_loaders, model, optimizer, wd,
         logger or logging.getLogger("fsm_trainer"), dict(meta or {}),
     )
+    if devices.place_model(model, dev, optimizer):
+        ctx.logger.info("model moved to %s", dev)
     parallel = None
     if strategy is not None:
         from fsm_trainer.dist import prepare
 
+        if dev is not None and dev.type == "cuda" and dev.index != torch.cuda.current_device():
+            msg = (f"device={str(dev)!r}, but distributed training wraps the model on CUDA's current device "
+                   f"cuda:{torch.cuda.current_device()} (init_dist sets it from LOCAL_RANK); leave device='auto'")
+            raise devices.DeviceError(msg)
+        stepped = model
         prepared = prepare(model, optimizer, data_loaders, table.workflow, ctx.logger, strategy=strategy)
         parallel = ctx.parallel_model = prepared.parallel
         optimizer = ctx.optimizer = prepared.optimizer
     if train_step is None or val_step is None:
         if model is None and batch_processor is None:
-            msg = "give a model (with train_step/val_step, or with loss_fn), batch_processor, or train_step= and val_step="
+            msg = ("give a model (with train_step/val_step, or with loss_fn), batch_processor, "
+                   "or train_step= and val_step=")
             raise TypeError(msg)
-        made = make_steps(model, optimizer, loss_fn=loss_fn, batch_processor=batch_processor, by=table.by,
+        made = make_steps(stepped, optimizer, loss_fn=loss_fn, batch_processor=batch_processor, by=table.by,
                           parallel=parallel)
         train_step = train_step or made[0]
         val_step = val_step or made[1]
+    amp = getattr(train_step, "amp", None)
+    if amp is not None and dev is not None and amp.device_type != dev.type:
+        ctx.logger.warning("the train step autocasts on %s but the run trains on %s: autocast has no effect there",
+                           amp.device_type, dev)
+    # Built once per run: on the CPU and with device=None the steps stay as they are.
+    train_step, val_step = devices.batches_to(train_step, dev), devices.batches_to(val_step, dev)
     composed = compose_hooks(build_hooks(hooks, ctx), table, strict=strict)
+    if optimizer is not None and not any("optimizer" in h.name.lower() for h in composed.order["after_train_iter"]) \
+            and "train" in table.reachable_modes():
+        ctx.logger.warning("an optimizer was given but no hook steps it (no optimizer hook at after_train_iter): the "
+                           "weights change only if the train step updates them itself; add optimizer_hook()")
     ctx.hooks = composed.hooks
     restorer = None
     if resume is not None:
@@ -222,17 +273,24 @@ def run(
             state = _rescaled(restorer, restorer.ckpt.state, table, ctx.logger)
             extended = continue_finished(restorer.ckpt.table, table, state)
             if extended is not state:
-                ctx.logger.info("the checkpoint's run had finished; continuing it to %s at %s",
-                                f"max_epochs={table.max_epochs}" if table.by == "epoch" else f"max_iters={table.max_iters}",
+                limit = f"max_epochs={table.max_epochs}" if table.by == "epoch" else f"max_iters={table.max_iters}"
+                ctx.logger.info("the checkpoint's run had finished; continuing it to %s at %s", limit,
                                 table.node_name(extended.phase))
                 state = extended
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
-    ctx.logger.info("hooks will be executed in the following order:\n%s", composed)
+    ctx.logger.debug("hooks will be executed in the following order:\n%s", composed)
     loop = _EpochLoop if table.by == "epoch" else _IterLoop
+    undo_compile = devices.compile_model(model, compile) if compile_kw is not None else None
+    if undo_compile is not None:
+        ctx.on_exit.insert(0, undo_compile)  # runs last
+        ctx.logger.info("model forward compiled with torch.compile(%s)",
+                        ", ".join(f"{k}={v!r}" for k, v in compile_kw.items()))  # type: ignore[union-attr]
     failed: BaseException | None = None
     try:
-        return loop(table, composed, ctx, train_step, val_step, restorer).run(state)
+        # Plain data out: the last step's loss tensor (and its graph) does not outlive the run.
+        with devices.device_scope(dev):
+            return loop(table, composed, ctx, train_step, val_step, restorer).run(state).plain()
     except BaseException as exc:
         failed = exc
         raise
@@ -333,7 +391,11 @@ class _EpochLoop(_Loop):
         return self.call("after_run", s)
 
     def train_epoch(self, s: TrainState, loader: Iterable[Any], start: int = 0) -> TrainState:
-        seekable = set_data_position(loader, s.epoch, start) if start else set_sampler_epoch(loader, s.epoch)
+        if start:
+            seekable = set_data_position(loader, s.epoch, start)
+        else:
+            set_sampler_epoch(loader, s.epoch)
+            seekable = False
         if self.model is not None:
             self.model.train()
         if start:  # resuming inside the epoch: before_train_epoch already ran before the save
@@ -406,7 +468,8 @@ class _IterLoop(_Loop):
         table = self.table
         positions = self.restorer.iter_positions() if self.restorer is not None else None
         if positions is not None:  # resuming: every loader continues where it was
-            iter_loaders = [IterLoader.at(x, e, i, self.ctx.logger) for x, (e, i) in zip(self.ctx.data_loaders, positions, strict=True)]
+            pairs = zip(self.ctx.data_loaders, positions, strict=True)
+            iter_loaders = [IterLoader.at(x, e, i, self.ctx.logger) for x, (e, i) in pairs]
         else:  # a state given without loader positions: train loaders start at the state's pass
             iter_loaders = [
                 IterLoader(x, s.epoch if mode == "train" else 0)

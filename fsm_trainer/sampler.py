@@ -170,7 +170,7 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-class SampleSeeded(torch.utils.data.Dataset):
+class SampleSeeded(torch.utils.data.Dataset[Any]):
     """``dataset`` indexed by ``(epoch, index)``: ``dataset[index]`` runs with python's, NumPy's
     and torch's (CPU) global RNGs seeded by :func:`sample_seed`, so random augmentation is a
     function of ``(seed, epoch, index)``.

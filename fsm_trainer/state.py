@@ -23,7 +23,7 @@ iteration; types are checked where data enters from outside (``fsm_trainer.seria
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -103,7 +103,9 @@ def plain_outputs(outputs: Mapping[str, Any]) -> Mapping[str, Any]:
     return out
 
 
-def _make_positional_constructor() -> Any:
+def _make_positional_constructor() -> Callable[
+    [int, int, int, str | None, Mapping[str, Any], int, int, bool, Mapping[str, Any]], TrainState
+]:
     # The loop builds one or two records per iteration. attrs' frozen __init__ goes through
     # object.__setattr__ per field (~1.9 us for 9 fields here); writing the slots through their
     # descriptors builds the same record in ~0.7 us. Fields and order come from attrs itself,
@@ -115,7 +117,10 @@ def _make_positional_constructor() -> Any:
     src = f"def make_state({', '.join(names)}):\n    s = _new(_cls)\n{body}    return s\n"
     from fsm_trainer._codegen import define
 
-    return define("make_state", src, env, what="make_state")
+    constructor: Callable[
+        [int, int, int, str | None, Mapping[str, Any], int, int, bool, Mapping[str, Any]], TrainState
+    ] = define("make_state", src, env, what="make_state")
+    return constructor
 
 
 make_state = _make_positional_constructor()

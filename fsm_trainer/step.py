@@ -1,8 +1,13 @@
 """Step functions: one batch in, an outputs dict out (the effectful edge of an iteration).
 
 The documented outputs are mmcv's: a ``dict`` with ``loss`` (a tensor, for the optimizer
-hook), ``log_vars`` (``{name: float}`` for the loggers) and ``num_samples`` (the weight of
+hook), ``log_vars`` (``{name: value}`` for the loggers) and ``num_samples`` (the weight of
 this batch in logged averages).
+
+A ``log_vars`` value is a Python number or a one-element tensor. Log tensors as they are
+(``loss.detach()``), not ``loss.item()``: ``.item()`` makes the host wait for the device at
+every iteration, while the log buffer reads tensors back only at logging points
+(:class:`~fsm_trainer.logbuffer.LogBuffer`). The shipped steps do so.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ def _named(name: str, fn: StepFn) -> StepFn:
 def loss_fn_step(
     model: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor]
 ) -> StepFn:
-    """A step for a plain module and batches ``(inputs, targets)``: ``loss_fn(model(x), y)``."""
+    """A step for a plain module and batches ``(inputs, targets)``: ``loss_fn(model(x), y)``.
+
+    It logs ``loss.detach()`` (a tensor on the model's device: no host sync per iteration).
+    """
 
     def step(batch: Any) -> dict[str, Any]:
         try:
@@ -47,7 +55,7 @@ def loss_fn_step(
             msg = f"with loss_fn, a batch must be an (inputs, targets) pair, got {type(batch).__name__}"
             raise TypeError(msg) from None
         loss = loss_fn(model(x), y)
-        return {"loss": loss, "log_vars": {"loss": loss.item()}, "num_samples": len(x)}
+        return {"loss": loss, "log_vars": {"loss": loss.detach()}, "num_samples": len(x)}
 
     return step
 

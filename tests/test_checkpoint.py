@@ -211,22 +211,19 @@ def test_auto_resume_skips_a_corrupt_newest_checkpoint(tmp_path, caplog):
     assert "skipping invalid checkpoint" in caplog.text and "epoch_2" in caplog.text
 
 
-def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
+def test_disk_full_keeps_previous_checkpoint(tmp_path):
     """ENOSPC during a save: a CheckpointWriteError naming the path; the previous checkpoint,
     the latest pointer and the directory are as before (no temporary left)."""
     _save(tmp_path, "epoch_1")
     before = sorted(p.name for p in tmp_path.iterdir())
-    real = C._write_safetensors
 
-    def full(f, tensors, digest):
-        f.write(b"x" * 100)
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full(point):
+        if point == "mid_tensors":
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(C, "_write_safetensors", full)
     with pytest.raises(C.CheckpointWriteError, match=r"epoch_2.*No space left") as info:
-        _save(tmp_path, "epoch_2")
+        _save(tmp_path, "epoch_2", faults=full)
     assert info.value.errno == errno.ENOSPC
-    monkeypatch.setattr(C, "_write_safetensors", real)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert (tmp_path / "latest").read_text().strip() == "epoch_1"
     C.load_checkpoint(tmp_path / "latest")

@@ -110,7 +110,7 @@ def test_failed_overwrite_puts_the_committed_checkpoint_back(tmp_path, monkeypat
             raise OSError(28, "No space left on device")
         real(src, dst)
 
-    monkeypatch.setattr(C.os, "replace", replace)
+    monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(C.CheckpointWriteError):
         C.save_checkpoint(tmp_path, "epoch_2", state=TrainState(epoch=9), table=compile_workflow([("train", 1)],
                                                                                                max_epochs=2))

@@ -154,3 +154,17 @@ def test_generated_stage_shows_its_source_in_tracebacks():
     assert "<fsm_trainer stage after_train_iter" in text
     assert "s = f0(s)" in text
     assert 'File "<string>"' not in text
+
+
+def test_hook_factories_stay_functions_after_their_modules_are_imported():
+    """Importing a hook's module directly does not replace the package's factory by the module."""
+    import importlib
+    import pkgutil
+
+    import fsm_trainer.hooks as hooks
+
+    for info in pkgutil.iter_modules(hooks.__path__):
+        importlib.import_module(f"fsm_trainer.hooks.{info.name}")
+    for name in hooks.__all__:
+        value = getattr(hooks, name)
+        assert callable(value) and not isinstance(value, type(hooks)), name

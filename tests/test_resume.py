@@ -246,10 +246,7 @@ def test_crash_at_every_write_fault_point(reference, tmp_path, monkeypatch, poin
             if len(seen) == 3:
                 raise Crash
 
-    monkeypatch.setattr(C, "_fault", fault)
-    import fsm_trainer.hooks.checkpoint as H
-
-    monkeypatch.setattr(H, "_fault", fault)
+    monkeypatch.setattr(C.FAULTS, "hook", fault)
     assert train(kind, tmp_path) is None
     monkeypatch.undo()
     assert_same(ref, train(kind, tmp_path, resume="auto"))

@@ -221,7 +221,7 @@ def test_text_logger_lines_and_files(tmp_path, caplog):
     model = Recorder()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     data = DataLoader(linear_data(16), batch_size=4)
-    with caplog.at_level(logging.INFO, logger="fsm_trainer"):
+    with caplog.at_level(logging.DEBUG, logger="fsm_trainer"):
         run(TrainState(), compile_workflow([("train", 1), ("val", 1)], max_epochs=2), model=model, optimizer=opt,
             data_loaders=[data, data], work_dir=tmp_path,
             hooks=[*default_hooks(log_interval=2, grad_clip={"max_norm": 10.0})])
@@ -257,7 +257,7 @@ def test_iter_run_logs_val_apart(caplog):
     with caplog.at_level(logging.INFO, logger="fsm_trainer"):
         run(TrainState(), compile_workflow([("train", 2), ("val", 1)], max_iters=4), data_loaders=[[0], [0]],
             train_step=lambda b: outs["train"], val_step=lambda b: outs["val"], hooks=[text_logger_hook(2)])
-    lines = [r.getMessage() for r in caplog.records][1:]
+    lines = [r.getMessage() for r in caplog.records]
     assert lines == ["Iter [2/4]\tloss: 1.0000", "Iter(val) [2]\tloss: 9.0000",
                      "Iter [4/4]\tloss: 1.0000", "Iter(val) [4]\tloss: 9.0000"]
 
@@ -297,3 +297,14 @@ def test_stop_at_before_train_iter_skips_the_step(table):
                        record_trace(trace, points=("after_train_iter", "after_run"))])
     assert len(steps) == 6 and final.iter == 6 and final.stop
     assert [p for p, *_ in trace].count("after_train_iter") == 6
+
+
+def test_optimizer_without_a_hook_that_steps_it_warns(caplog):
+    """run() with an optimizer but no optimizer hook says that nothing steps it."""
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = [(torch.zeros(1, 2), torch.zeros(1, 1))]
+    with caplog.at_level(logging.WARNING, logger="fsm_trainer"):
+        run(TrainState(), compile_workflow([("train", 1)], max_epochs=1), model=model, optimizer=opt,
+            data_loaders=[data], loss_fn=nn.functional.mse_loss)
+    assert "no hook steps it" in caplog.text

@@ -45,6 +45,8 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     bad = {_top_key(e) for e in shape_errors}
     partial = {k: v for k, v in raw.items() if k not in bad}
     for k, v in _STAND_INS.items():
+        if k == "runner" and "runner" not in raw and ("total_epochs" in partial or "total_iters" in partial):
+            continue  # made from total_epochs / total_iters
         if k in bad or k not in partial:
             partial[k] = v
             bad.add(k)

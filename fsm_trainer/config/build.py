@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import random
 import types
 import typing
@@ -85,6 +86,8 @@ class HookSpec:
     kwargs: Mapping[str, Any]
     priority: int | None = None
     needs: tuple[str, ...] = ()
+    custom: bool = False
+    """An LR/momentum policy of a registered ``<Policy>LrUpdaterHook``, not a built-in schedule."""
 
 
 def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
@@ -106,7 +109,9 @@ def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
             fn = HOOKS.get(kind, f"{path}.type")
             return (kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))), fn
         except RegistryError as exc:
-            errors.append(str(exc))
+            where = ("; a hook of other code (mmdet's NumClassCheckHook...) must be registered in "
+                     "fsm_trainer.registry.HOOKS by a module the config names in custom_imports=dict(imports=[...])")
+            errors.append(f"{exc}{where}" if isinstance(kind, str) and ":" not in kind else str(exc))
             return None
 
     for key, builder in (("lr_config", lr_updater), ("momentum_config", momentum_updater)):
@@ -122,6 +127,32 @@ def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
                 "momentum_config, and its by-epoch momentum hook never fires in an iter-based run)"
             )
             continue
+        known = LR_POLICIES if key == "lr_config" else MOMENTUM_POLICIES
+        suffix = "LrUpdaterHook" if key == "lr_config" else "MomentumUpdaterHook"
+        raw_policy = kw.get("policy")
+        if not isinstance(raw_policy, str):
+            errors.append(f"{key}.policy: " + ("required key missing" if raw_policy is None else
+                                               f"expected a string, got {type(raw_policy).__name__} {raw_policy!r:.40}")
+                          + f"; built-in policies: {', '.join(known)}")
+            continue
+        builtin = next((p for p in known if p.lower() == raw_policy.lower()), None)  # the schedules' spelling
+        if builtin is None:
+            # mmcv: an all-lowercase name is title-cased, then '<Policy>LrUpdaterHook' is built from HOOKS.
+            hook_name = (raw_policy.title() if raw_policy == raw_policy.lower() else raw_policy) + suffix
+            found = next((n for n in (raw_policy + suffix, hook_name) if n in HOOKS), None)
+            if found is None:
+                errors.append(
+                    f"{key}.policy: {raw_policy!r} is neither a built-in policy{did_you_mean(raw_policy, known)} nor a "
+                    f"registered hook {hook_name!r}; built-in: {', '.join(known)}; register {hook_name} in "
+                    "fsm_trainer.registry.HOOKS (from a module named in custom_imports) to use it")
+                continue
+            try:
+                custom = HOOKS.get(found, f"{key}.policy")
+            except RegistryError as exc:
+                errors.append(str(exc))
+                continue
+            specs.append(HookSpec(key, found, custom, {k: v for k, v in kw.items() if k != "policy"}, custom=True))
+            continue
         key_errors = []
         for k, v in kw.items():
             if k not in _SCHEDULE_KEYS:
@@ -132,11 +163,7 @@ def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
         if key_errors:
             errors.extend(key_errors)
             continue
-        policy = str(kw.get("policy"))
-        known = LR_POLICIES if key == "lr_config" else MOMENTUM_POLICIES
-        policy = next((p for p in known if p.lower() == policy.lower()), policy)  # the schedules' spelling
-        name = policy + ("LrUpdaterHook" if key == "lr_config" else "MomentumUpdaterHook")
-        specs.append(HookSpec(key, name, builder, kw))
+        specs.append(HookSpec(key, builtin + suffix, builder, kw))
     if cfg.optimizer_config is not None:
         kw = dict(cfg.optimizer_config)
         if cfg.fp16 is not None and kw.get("type", "OptimizerHook") == "OptimizerHook":
@@ -187,8 +214,23 @@ def _specs_or_errors(cfg: TrainConfig) -> tuple[list[HookSpec], list[str]]:
             errors.append(f"evaluation.priority: {exc}")
         t = typed("evaluation", {"type": "EvalHook", **kw}, None)
         if t and eval_priority is not None:
-            specs.append(HookSpec("evaluation", t[0], t[1], _without_type(kw), eval_priority, ("dataloader",)))
+            specs.append(HookSpec("evaluation", t[0], t[1], eval_hook_kwargs(t[1], kw), eval_priority,
+                                  ("dataloader",)))
     return specs, errors
+
+
+def eval_hook_kwargs(builder: Callable[..., Any], evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The eval hook's arguments for an ``evaluation`` dict: as mmcv's ``EvalHook``, the keys the hook
+    does not take go to ``dataset.evaluate`` (the ``eval_kwargs`` argument), when the builder has one."""
+    from fsm_trainer.registry import signature_params
+
+    allowed, _, _ = signature_params(builder)
+    kw = _without_type(evaluation)
+    if "eval_kwargs" not in allowed or "eval_kwargs" in kw:
+        return kw
+    own = {k: v for k, v in kw.items() if k in allowed}
+    rest = {k: v for k, v in kw.items() if k not in allowed}
+    return {**own, "eval_kwargs": rest} if rest else own
 
 
 def _without_type(kw: Mapping[str, Any]) -> dict[str, Any]:
@@ -276,6 +318,30 @@ def check_call(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: str, *, 
     return []
 
 
+def _device_errors(cfg: TrainConfig) -> list[str]:
+    from fsm_trainer import device as D
+
+    errors = D.check_device(cfg.device, "device") if cfg.device not in (None, "auto") else []
+    if cfg.gpu_ids is not None and (not cfg.gpu_ids or any(isinstance(g, bool) or g < 0 for g in cfg.gpu_ids)):
+        errors.append(f"gpu_ids: {list(cfg.gpu_ids)!r} is not allowed; allowed: a list of GPU indices >= 0")
+    errors += D.check_backend_flags(cudnn_benchmark=cfg.cudnn_benchmark, allow_tf32=cfg.allow_tf32,
+                                    matmul_precision=cfg.matmul_precision)
+    errors += D.check_compile(cfg.compile, "compile")
+    if cfg.fp16 is not None:
+        errors += D.check_fp16(cfg.fp16, "fp16")
+    return errors
+
+
+def run_device(cfg: TrainConfig, *, distributed: bool = False) -> Any:
+    """The ``device=`` of :func:`fsm_trainer.run` for ``cfg``: ``device``, or mmcv's ``gpu_ids`` in one process."""
+    if cfg.device == "auto" and cfg.gpu_ids and not distributed:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{cfg.gpu_ids[0]}"
+    return cfg.device
+
+
 def validate(cfg: TrainConfig) -> list[str]:
     """Every problem of ``cfg`` beyond its shape, each naming its key path (``[]`` if none)."""
     from fsm_trainer.config.builtins import register_builtins
@@ -298,6 +364,19 @@ def validate(cfg: TrainConfig) -> list[str]:
             compile_workflow(list(cfg.workflow), **{limit: getattr(r, limit)})
         except FsmTrainerError as exc:
             errors.append(f"workflow: {exc}")
+    if cfg.total_epochs is not None:
+        if r.type != "EpochBasedRunner":
+            errors.append(f"total_epochs: not allowed with {r.type} (mmcv's legacy spelling of "
+                          "runner=dict(type='EpochBasedRunner', max_epochs=...))")
+        elif r.max_epochs != cfg.total_epochs:
+            errors.append(f"total_epochs: {cfg.total_epochs} differs from runner.max_epochs={r.max_epochs}; "
+                          "give one of them (as mmcv asserts)")
+    if cfg.total_iters is not None and r.type != "IterBasedRunner":
+        errors.append(f"total_iters: not allowed with {r.type} (mmseg's legacy spelling of "
+                      "runner=dict(type='IterBasedRunner', max_iters=...))")
+    errors.extend(_device_errors(cfg))
+    errors.extend(values.sampler_errors(cfg.sampler))
+    errors.extend(values.auto_scale_lr_errors(cfg.auto_scale_lr, cfg.optimizer))
     for i, (mode, _) in enumerate(cfg.workflow):
         if mode == "val" and cfg.data.val is None:
             errors.append(f"data.val: required by workflow[{i}] ('val', ...)")
@@ -325,7 +404,9 @@ def validate(cfg: TrainConfig) -> list[str]:
     if cfg.log_config is not None:
         errors.extend(values.number_errors(cfg.log_config.interval, "log_config.interval", ge=1, integer=True))
     errors.extend(values.runtime_errors(cfg))
-    eval_errors = values.evaluation_errors(cfg.evaluation)
+    val_cls = _dataset_class(cfg.data.val)
+    # An unresolvable or missing data.val is reported with data.val itself.
+    eval_errors = values.evaluation_errors(cfg.evaluation, val_cls, _eval_hook_keys()) if val_cls is not None else []
     errors.extend(eval_errors)
     specs, spec_errors = _specs_or_errors(cfg)
     errors.extend(spec_errors)
@@ -333,7 +414,7 @@ def validate(cfg: TrainConfig) -> list[str]:
     for s in specs:
         if s.path == "evaluation" and eval_errors:
             continue
-        if s.path in ("lr_config", "momentum_config"):
+        if s.path in ("lr_config", "momentum_config") and not s.custom:
             found = values.schedule_errors(s.path, s.kwargs)
             if found:
                 errors.extend(found)
@@ -388,16 +469,120 @@ def _check_registered(reg: Any, sub: Mapping[str, Any], path: str, label: str) -
     return check_call(fn, kwargs, path, what=name, dry_run=False)
 
 
-def _check_optimizer(opt: Mapping[str, Any]) -> list[str]:
-    if "type" not in opt:
-        return [f"optimizer.type: required key missing; registered optimizers: {', '.join(OPTIMIZERS.names())}"]
+def _dataset_class(sub: Mapping[str, Any] | None) -> Any:
+    if not isinstance(sub, Mapping) or "type" not in sub:
+        return None
     try:
-        cls = OPTIMIZERS.get(opt["type"], "optimizer.type")
+        return DATASETS.get(sub["type"], "data.val.type")
+    except RegistryError:
+        return None
+
+
+def _eval_hook_keys() -> tuple[str, ...] | None:
+    """The ``evaluation`` keys the registered ``EvalHook`` takes itself (``None``: it takes any)."""
+    from fsm_trainer.registry import signature_params
+
+    try:
+        builder = HOOKS.get("EvalHook", "evaluation.type")
+    except RegistryError:
+        return None
+    allowed, _, any_kw = signature_params(builder)
+    if any_kw or "eval_kwargs" not in allowed:
+        return None
+    return (*(k for k in allowed if k not in ("dataloader", "eval_kwargs")), "priority")
+
+
+def is_optimizer_dict(opt: Mapping[str, Any]) -> bool:
+    """mmcv's ``build_optimizers`` case: ``dict(generator=dict(type=...), discriminator=dict(type=...))``."""
+    return bool(opt) and "type" not in opt and all(isinstance(v, Mapping) for v in opt.values())
+
+
+def _check_optimizer(opt: Mapping[str, Any], path: str = "optimizer") -> list[str]:
+    from fsm_trainer.registry import OPTIMIZER_CONSTRUCTORS
+
+    if path == "optimizer" and is_optimizer_dict(opt):
+        return [e for name, sub in opt.items() for e in _check_optimizer(sub, f"{path}.{name}")]
+    errors: list[str] = []
+    default = "DefaultOptimizerConstructor"
+    constructor = opt.get("constructor", default)
+    if constructor != default:
+        try:
+            OPTIMIZER_CONSTRUCTORS.get(constructor, f"{path}.constructor")
+        except RegistryError as exc:
+            errors.append(f"{exc}; register it in fsm_trainer.registry.OPTIMIZER_CONSTRUCTORS (from a module named "
+                          "in custom_imports)")
+    if "type" not in opt:
+        return [*errors, f"{path}.type: required key missing; registered optimizers: {', '.join(OPTIMIZERS.names())}"]
+    try:
+        cls = OPTIMIZERS.get(opt["type"], f"{path}.type")
     except RegistryError as exc:
-        return [str(exc)]
+        return [*errors, f"{exc}; an optimizer of other code must be registered in fsm_trainer.registry.OPTIMIZERS "
+                "(from a module named in custom_imports)"]
     kwargs = {k: v for k, v in opt.items() if k not in ("type", "paramwise_cfg", "constructor")}
-    errors = check_call(cls, kwargs, "optimizer", what=str(opt["type"]), needs=("params",), dry_run=False)
-    return errors or values.optimizer_errors(opt, cls)
+    errors += check_call(cls, kwargs, path, what=str(opt["type"]), needs=("params",), dry_run=False)
+    # A custom constructor owns paramwise_cfg (LearningRateDecayOptimizerConstructor's decay_rate...).
+    return errors or values.optimizer_errors(opt, cls, path, paramwise=constructor == default)
+
+
+def build_optimizers(model: Any, opt: Mapping[str, Any], path: str = "optimizer") -> Any:
+    """mmcv's ``build_optimizer`` (through ``optimizer.constructor``), or ``build_optimizers`` for a dict
+    of optimizers: one per key, over the model's attribute of that name.
+
+    Raises:
+        ConfigError: the model has no attribute a dict of optimizers names, or building fails.
+    """
+    import torch
+
+    from fsm_trainer.registry import OPTIMIZER_CONSTRUCTORS
+
+    if path == "optimizer" and is_optimizer_dict(opt):
+        out = {}
+        for name, sub in opt.items():
+            part = getattr(model, name, None)
+            if not isinstance(part, torch.nn.Module):
+                msg = (f"optimizer.{name}: the model ({type(model).__name__}) has no submodule {name!r}; a dict of "
+                       "optimizers builds one optimizer per key over the model's attribute of that name")
+                raise ConfigError(msg)
+            out[name] = build_optimizers(part, sub, f"{path}.{name}")
+        return out
+    cfg = dict(opt)
+    ctor_cls = OPTIMIZER_CONSTRUCTORS.get(cfg.pop("constructor", "DefaultOptimizerConstructor"), f"{path}.constructor")
+    paramwise = cfg.pop("paramwise_cfg", None)
+    with constructing(path, opt):
+        return ctor_cls(optimizer_cfg=cfg, paramwise_cfg=paramwise)(model)
+
+
+def scaled_lr(cfg: TrainConfig, world_size: int) -> float | None:
+    """mmdet's ``auto_scale_lr``: ``optimizer.lr * world_size * samples_per_gpu / base_batch_size`` when
+    ``auto_scale_lr.enable`` is True, else ``None``."""
+    auto = cfg.auto_scale_lr or {}
+    if auto.get("enable") is not True or "lr" not in cfg.optimizer:
+        return None
+    batch = world_size * cfg.data.samples_per_gpu
+    scaled: float = float(cfg.optimizer["lr"]) * batch / auto["base_batch_size"]
+    return scaled
+
+
+def without_effect(cfg: TrainConfig, *, distributed: bool = False) -> list[str]:
+    """The config keys accepted without effect in this run, as ``key=value`` (logged once when a run starts)."""
+    from fsm_trainer.config.schema import IGNORED_KEYS
+    from fsm_trainer.hooks.eval import NO_EFFECT_KEYS
+
+    shown = {k: getattr(cfg, k) for k in IGNORED_KEYS if getattr(cfg, k) not in (None, False)}
+    out = [f"{k}={list(v) if isinstance(v, tuple) else v!r}" for k, v in shown.items()]
+    if cfg.find_unused_parameters and not distributed:
+        out.append("find_unused_parameters=True (only used by DistributedDataParallel, --launcher pytorch)")
+    if cfg.auto_scale_lr is not None and cfg.auto_scale_lr.get("enable") is not True:
+        out.append(f"auto_scale_lr={cfg.auto_scale_lr!r} (enable is not True)")
+    if cfg.total_iters is not None and cfg.runner.max_iters != cfg.total_iters:
+        out.append(f"total_iters={cfg.total_iters!r} (runner.max_iters={cfg.runner.max_iters!r} is used, as mmseg)")
+    ev = cfg.evaluation or {}
+    out += [f"evaluation.{k}={ev[k]!r} (results are gathered in memory)" for k in NO_EFFECT_KEYS if k in ev]
+    oc = cfg.optimizer_config or {}
+    out += [f"optimizer_config.{k}={oc[k]!r}" for k in ("coalesce", "bucket_size_mb", "distributed") if k in oc]
+    if cfg.checkpoint_config and "sync_buffer" in cfg.checkpoint_config:
+        out.append(f"checkpoint_config.sync_buffer={cfg.checkpoint_config['sync_buffer']!r}")
+    return out
 
 
 def _check_loss(cfg: TrainConfig) -> list[str]:
@@ -534,13 +719,17 @@ class Built:
     val_step: Any = None
     meta: dict[str, Any] = attrs.field(factory=dict)
     loss_fn: Any = None
+    device: Any = "auto"
+    compile: Any = None
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`fsm_trainer.run` (add ``resume=``, ``logger=`` as needed)."""
         kw: dict[str, Any] = {
             "data_loaders": self.data_loaders, "model": self.model, "optimizer": self.optimizer,
-            "hooks": self.hooks, "work_dir": self.work_dir, "meta": self.meta,
+            "hooks": self.hooks, "work_dir": self.work_dir, "meta": self.meta, "device": self.device,
         }
+        if self.compile not in (None, False):
+            kw["compile"] = self.compile
         if self.train_step is not None:
             kw["train_step"], kw["val_step"] = self.train_step, self.val_step
         elif self.loss_fn is not None:
@@ -557,10 +746,13 @@ def build_loader(dataset: Any, cfg: TrainConfig, split: str, seed: int, *, distr
     """
     from torch.utils.data import DataLoader
 
+    from fsm_trainer.device import loader_kwargs
     from fsm_trainer.sampler import resumable_loader
 
     data = cfg.data
-    over = dict(getattr(data, f"{split}_dataloader"))
+    device = run_device(cfg, distributed=distributed)
+    # pin_memory when batches go to a GPU, unless the config says otherwise.
+    over = {**(loader_kwargs(device) if device is not None else {}), **getattr(data, f"{split}_dataloader")}
     bs = over.pop("samples_per_gpu", data.samples_per_gpu)
     nw = over.pop("workers_per_gpu", data.workers_per_gpu)
     shuffle = over.pop("shuffle", split == "train")
@@ -658,9 +850,12 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
     Raises:
         ConfigError: :func:`validate` found problems.
     """
-    from fsm_trainer.optim import build_optimizer
-
     check_config(cfg)
+    from fsm_trainer import device as D
+
+    # Before seeding, so that deterministic=True still turns cudnn's benchmark mode off, as mmcv.
+    D.apply_backend_flags(cudnn_benchmark=cfg.cudnn_benchmark or None, allow_tf32=cfg.allow_tf32,
+                          matmul_precision=cfg.matmul_precision)
     seed = cfg.seed if seed is None else seed
     if seed is not None:
         set_random_seed(seed, deterministic=cfg.deterministic)
@@ -677,10 +872,23 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
                "needs a loss for it: add loss=dict(type='CrossEntropyLoss') (any torch.nn loss, or 'pkg.module:Name')")
         raise ConfigError(msg)
     opt_cfg = dict(cfg.optimizer)
-    opt_cfg["type"] = OPTIMIZERS.get(opt_cfg["type"], "optimizer.type")
-    with constructing("optimizer", {k: v for k, v in cfg.optimizer.items() if k != "paramwise_cfg"}):
-        optimizer = build_optimizer(model, opt_cfg)
+    world_size = 1
+    if distributed:
+        from fsm_trainer.dist import get_dist_info
+
+        world_size = get_dist_info()[1]
+    lr = scaled_lr(cfg, world_size)
+    if lr is not None:
+        logging.getLogger("fsm_trainer").info(
+            "auto_scale_lr: optimizer.lr %g -> %g (%d ranks x samples_per_gpu %d, base_batch_size %d)",
+            opt_cfg["lr"], lr, world_size, cfg.data.samples_per_gpu, cfg.auto_scale_lr["base_batch_size"])  # type: ignore[index]
+        opt_cfg["lr"] = lr
+    optimizer = build_optimizers(model, opt_cfg)
     datasets, loaders = build_datasets(cfg, seed or 0, distributed=distributed) if build_data else ({}, [])
+    if build_data and "val" in datasets and cfg.evaluation is not None:
+        found = values.dataset_metric_errors(cfg.evaluation.get("metric"), datasets["val"])
+        if found and callable(getattr(datasets["val"], "evaluate", None)):
+            raise ConfigError(found)
     table = build_table(cfg)
     specs = hook_specs(cfg)
     if build_data:
@@ -701,7 +909,7 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
         from fsm_trainer.step import make_steps
 
         prepared = prepare(model, optimizer, loaders, list(cfg.workflow) if loaders else [],
-                           **wrapper_kwargs(cfg, model))
+                           **wrapper_kwargs(cfg, model), find_unused_parameters=cfg.find_unused_parameters)
         optimizer = prepared.optimizer
         train_step, val_step = (amp.steps if amp is not None else make_steps)(
             model, optimizer, by=table.by, parallel=prepared.parallel, loss_fn=loss_fn)
@@ -710,7 +918,7 @@ def build(cfg: TrainConfig, *, work_dir: str | Path | None = None, seed: int | N
     wd = work_dir if work_dir is not None else cfg.work_dir
     return Built(cfg, table, model, optimizer, datasets, loaders, hooks, specs,
                  Path(wd) if wd is not None else None, seed or 0, train_step, val_step,
-                 {"seed": seed, **(meta or {})}, loss_fn)
+                 {"seed": seed, **(meta or {})}, loss_fn, run_device(cfg, distributed=distributed), cfg.compile)
 
 
 def _check_schedules(specs: Sequence[HookSpec], table: Any, loaders: Sequence[Any]) -> None:
@@ -725,7 +933,7 @@ def _check_schedules(specs: Sequence[HookSpec], table: Any, loaders: Sequence[An
         table.max_epochs * epoch_len if epoch_len is not None else None)
     errors = []
     for s in specs:
-        if s.path not in ("lr_config", "momentum_config"):
+        if s.path not in ("lr_config", "momentum_config") or s.custom:
             continue
         kw = {k: v for k, v in s.kwargs.items() if k not in ("name", "priority")}
         try:
@@ -739,6 +947,7 @@ def _check_schedules(specs: Sequence[HookSpec], table: Any, loaders: Sequence[An
 
 
 __all__ = [
-    "Built", "HookSpec", "build", "build_datasets", "build_loader", "build_table", "check_call", "check_config",
-    "constructing", "hook_specs", "set_random_seed", "validate", "with_priority", "wrapper_kwargs",
+    "Built", "HookSpec", "build", "build_datasets", "build_loader", "build_optimizers", "build_table", "check_call",
+    "check_config", "constructing", "eval_hook_kwargs", "hook_specs", "is_optimizer_dict", "scaled_lr",
+    "set_random_seed", "validate", "with_priority", "without_effect", "wrapper_kwargs",
 ]

@@ -21,7 +21,7 @@ from fsm_trainer.hook import Hook
 from fsm_trainer.hooks.checkpoint import checkpoint_hook
 from fsm_trainer.hooks.optimizer import Amp, optimizer_hook
 from fsm_trainer.priority import Priority
-from fsm_trainer.registry import DATASETS, HOOKS, LOSSES, MODELS, OPTIMIZERS
+from fsm_trainer.registry import DATASETS, HOOKS, LOSSES, MODELS, OPTIMIZER_CONSTRUCTORS, OPTIMIZERS
 
 
 class DigitsDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -112,18 +112,68 @@ def GradientCumulativeFp16OptimizerHook(cumulative_iters: int = 1, **kwargs: Any
 
 GradientCumulativeFp16OptimizerHook.__signature__ = inspect.signature(Fp16OptimizerHook)  # type: ignore[attr-defined]
 
+class DefaultOptimizerConstructor:
+    """mmcv's ``DefaultOptimizerConstructor``: :func:`fsm_trainer.optim.build_optimizer` with ``paramwise_cfg``.
+
+    The protocol of ``optimizer.constructor``: ``constructor(optimizer_cfg, paramwise_cfg)(model)``
+    returns the optimizer; ``optimizer_cfg`` is the config's ``optimizer`` without ``constructor``
+    and ``paramwise_cfg`` (its ``type`` as written; resolve it with ``OPTIMIZERS.get``).
+    """
+
+    def __init__(self, optimizer_cfg: dict[str, Any], paramwise_cfg: dict[str, Any] | None = None) -> None:
+        self.optimizer_cfg = dict(optimizer_cfg)
+        self.paramwise_cfg = paramwise_cfg
+
+    def __call__(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        from fsm_trainer.optim import build_optimizer
+
+        cfg = dict(self.optimizer_cfg)
+        cfg["type"] = OPTIMIZERS.get(cfg["type"], "optimizer.type")
+        if self.paramwise_cfg is not None:
+            cfg["paramwise_cfg"] = self.paramwise_cfg
+        return build_optimizer(model, cfg)
+
+
+UNSUPPORTED_LOGGERS: dict[str, str] = {
+    "NeptuneLoggerHook": "neptune",
+    "DvcliveLoggerHook": "dvclive",
+    "ClearMLLoggerHook": "clearml",
+    "PaviLoggerHook": "pavi",
+    "SegmindLoggerHook": "segmind",
+    "MMDetWandbHook": "wandb",
+    "MMSegWandbHook": "wandb",
+}
+"""mmcv's (and mmdet's, mmseg's) loggers fsm_trainer does not provide, with the service each writes to."""
+
+
+def unsupported_logger(kind: str) -> Callable[..., Any]:
+    """A hook builder for ``kind`` that refuses with a message (a config error naming the hook)."""
+    service = UNSUPPORTED_LOGGERS[kind]
+
+    def build(**kwargs: Any) -> Any:
+        alternative = ("WandbLoggerHook (the same records; pip install 'fsm-trainer[wandb]')" if service == "wandb"
+                       else "TextLoggerHook, TensorboardLoggerHook, MlflowLoggerHook or WandbLoggerHook")
+        msg = (f"{kind} ({service}) is not supported by fsm_trainer; use {alternative}, or register your own "
+               f"logger as {kind} in fsm_trainer.registry.HOOKS (fsm_trainer.hooks.logger_hook)")
+        raise ValueError(msg)
+
+    build.__name__ = kind
+    return build
+
+
 # Hooks of other modules, imported only when a config names them.
 _LAZY_HOOKS = {
     "TensorboardLoggerHook": "fsm_trainer.hooks.tensorboard:tensorboard_logger_hook",
     "MlflowLoggerHook": "fsm_trainer.hooks.mlflow:mlflow_logger_hook",
     "ProgressBarHook": "fsm_trainer.hooks.progress:progress_bar_hook",
     "EvalHook": "fsm_trainer.hooks.eval:eval_hook",
-    "EmptyCacheHook": "fsm_trainer.hooks.misc:empty_cache_hook",
-    "ProfilerHook": "fsm_trainer.hooks.misc:profiler_hook",
-    "EarlyStoppingHook": "fsm_trainer.hooks.misc:early_stopping_hook",
-    "NanGuardHook": "fsm_trainer.hooks.misc:nan_guard_hook",
+    "EmptyCacheHook": "fsm_trainer.hooks.empty_cache:empty_cache_hook",
+    "ProfilerHook": "fsm_trainer.hooks.profiler:profiler_hook",
+    "EarlyStoppingHook": "fsm_trainer.hooks.early_stopping:early_stopping_hook",
+    "NanGuardHook": "fsm_trainer.hooks.nan_guard:nan_guard_hook",
     "TraceHook": "fsm_trainer.hooks.trace:trace_hook",
     "SyncBuffersHook": "fsm_trainer.hooks.dist:sync_buffers_hook",
+    "WandbLoggerHook": "fsm_trainer.hooks.wandb:wandb_logger_hook",
 }
 
 _done = [False]
@@ -153,6 +203,10 @@ def register_builtins() -> None:
         module = target.partition(":")[0]
         if importlib_util_find(module):
             HOOKS.register_lazy(key, target)
+    for key in UNSUPPORTED_LOGGERS:
+        if key not in HOOKS:
+            HOOKS.register(key, obj=unsupported_logger(key))
+    OPTIMIZER_CONSTRUCTORS.register("DefaultOptimizerConstructor", force=True, obj=DefaultOptimizerConstructor)
     MODELS.register("DigitsNet", force=True, obj=DigitsNet)
     DATASETS.register("DigitsDataset", force=True, obj=DigitsDataset)
     for key, cls in torch_optimizers().items():
@@ -183,5 +237,6 @@ def importlib_util_find(module: str) -> bool:
         return False
 
 
-__all__ = ["CheckpointHook", "DigitsDataset", "Fp16OptimizerHook", "GradientCumulativeFp16OptimizerHook",
-           "register_builtins", "torch_losses"]
+__all__ = ["UNSUPPORTED_LOGGERS", "CheckpointHook", "DefaultOptimizerConstructor", "DigitsDataset", "Fp16OptimizerHook",
+           "GradientCumulativeFp16OptimizerHook",
+           "register_builtins", "torch_losses", "unsupported_logger"]

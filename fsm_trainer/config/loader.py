@@ -27,11 +27,12 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 import types
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fsm_trainer.errors import FsmTrainerError
 
@@ -131,9 +132,9 @@ def _parse(text: str, path: Path) -> Any:
                 raise ConfigError(msg) from None
             return yaml.safe_load(text)
         if suffix == ".toml":
-            try:
+            if sys.version_info >= (3, 11):
                 import tomllib
-            except ImportError:  # Python 3.10
+            else:
                 try:
                     import tomli as tomllib
                 except ImportError:
@@ -213,7 +214,7 @@ def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             raise ConfigError(msg)
         merged.update(cfg)
     data = _resolve_placeholders(data, names, merged, path)
-    return merge(merged, data, source=str(path))
+    return cast(dict[str, Any], merge(merged, data, source=str(path)))
 
 
 # --------------------------------------------------------------------------- merging
@@ -325,6 +326,7 @@ def parse_value(text: str, where: str = "value") -> Any:
     [(1, 2), ['x']]
     """
     val = text.strip().strip("'\"").replace(" ", "")
+    kind: Callable[[list[Any]], Any]
     if val.startswith("(") and val.endswith(")"):
         inner, kind = val[1:-1], tuple
     elif val.startswith("[") and val.endswith("]"):

@@ -101,12 +101,15 @@ class Plan:
 
         fig, ax = plt.subplots(figsize=(9, 4))
         xs = [r.iter for r in self.rows]
-        ax.plot(xs, [r.lr for r in self.rows], label="lr")
+        # A missing value (None) is drawn as a gap; matplotlib's stubs only admit numbers.
+        lrs: list[Any] = [r.lr for r in self.rows]
+        ax.plot(xs, lrs, label="lr")
         ax.set_xlabel("train iteration")
         ax.set_ylabel("lr")
         if any(r.momentum is not None for r in self.rows):
             ax2 = ax.twinx()
-            ax2.plot(xs, [r.momentum for r in self.rows], color="tab:orange", label="momentum")
+            momenta: list[Any] = [r.momentum for r in self.rows]
+            ax2.plot(xs, momenta, color="tab:orange", label="momentum")
             ax2.set_ylabel("momentum")
         styles = {"ckpt": ("tab:green", "--"), "val": ("tab:red", ":"), "eval": ("tab:purple", "-.")}
         for kind, (color, ls) in styles.items():
@@ -117,6 +120,22 @@ class Plan:
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)
+
+
+def _base_lr(opt_cfg: Mapping[str, Any]) -> float | None:
+    """``optimizer.lr``, else the optimizer class's default (``Adam``'s 1e-3: mmocr's configs give none)."""
+    if "lr" in opt_cfg:
+        return float(opt_cfg["lr"])
+    import inspect
+
+    from fsm_trainer.registry import OPTIMIZERS, RegistryError
+
+    try:
+        cls = OPTIMIZERS.get(opt_cfg.get("type"), "optimizer.type")
+        default = inspect.signature(cls).parameters["lr"].default
+    except (RegistryError, KeyError, TypeError, ValueError):
+        return None
+    return float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else None
 
 
 def _base_momentum(opt_cfg: Mapping[str, Any]) -> float | None:
@@ -133,7 +152,8 @@ def make_plan(table: TransitionTable, loader_lens: Sequence[int], specs: Sequenc
     Args:
         table: the run's transition table.
         loader_lens: batches per workflow entry's loader.
-        specs: the config's hooks; the LR, momentum, checkpoint, logger and eval entries are read.
+        specs: the config's hooks; the LR, momentum, checkpoint, logger and eval entries are read (an LR
+            or momentum policy of a registered hook, ``spec.custom``, is shown as ``-``).
         optimizer_cfg: the ``optimizer`` config (its ``lr`` and ``momentum``/``betas`` are the bases).
     """
     from fsm_trainer.checkpoint import to_remove
@@ -144,10 +164,12 @@ def make_plan(table: TransitionTable, loader_lens: Sequence[int], specs: Sequenc
     max_epochs = table.max_epochs
     max_iters = table.max_iters if table.by == "iter" else (max_epochs or 0) * (epoch_len or 0)
     sched: dict[str, Any] = {}
-    for key, build, base in (("lr_config", build_lr_schedule, optimizer_cfg.get("lr")),
+    for key, build, base in (("lr_config", build_lr_schedule, _base_lr(optimizer_cfg)),
                              ("momentum_config", build_momentum_schedule, _base_momentum(optimizer_cfg))):
         spec = by_path.get(key)
-        if spec is not None:
+        if spec is not None and spec.custom:
+            sched[key] = (None, None)  # set by a registered <Policy>LrUpdaterHook: not known without running it
+        elif spec is not None:
             kw = {k: v for k, v in spec.kwargs.items() if k not in ("name", "priority")}
             s = build(**kw)
             s.check_run(table.by, max_epochs=max_epochs, max_iters=max_iters, epoch_len=epoch_len)
@@ -162,6 +184,12 @@ def make_plan(table: TransitionTable, loader_lens: Sequence[int], specs: Sequenc
     ck_last, ck_keep = ck_kw.get("save_last", True), ck_kw.get("max_keep_ckpts", -1)
     loggers = [s for s in specs if s.path.startswith("log_config.hooks")]
     ev = by_path.get("evaluation")
+
+    def eval_interval(done: int) -> int:
+        from fsm_trainer.hooks.eval import dynamic_interval
+
+        assert ev is not None
+        return dynamic_interval(done, ev.kwargs.get("interval", 1), ev.kwargs.get("dynamic_intervals"))
 
     rows: list[PlanRow] = []
     written: list[str] = []
@@ -198,14 +226,14 @@ def make_plan(table: TransitionTable, loader_lens: Sequence[int], specs: Sequenc
             pending.clear()
         elif point == "after_train_iter":
             for lg in loggers:
-                kw = lg.kwargs
-                by_epoch = kw.get("by_epoch")
+                lg_kw = lg.kwargs
+                by_epoch = lg_kw.get("by_epoch")
                 by_epoch = table.by == "epoch" if by_epoch is None else by_epoch
-                if log_due(st.inner_iter + 1, st.iter + 1, epoch_len, interval=kw.get("interval", 10),
-                           by_epoch=by_epoch, ignore_last=kw.get("ignore_last", True)):
+                if log_due(st.inner_iter + 1, st.iter + 1, epoch_len, interval=lg_kw.get("interval", 10),
+                           by_epoch=by_epoch, ignore_last=lg_kw.get("ignore_last", True)):
                     add(f"log:{lg.type}")
             if ev is not None and not ev.kwargs.get("by_epoch", True) and eval_due(
-                    st.iter + 1, interval=ev.kwargs.get("interval", 1), start=ev.kwargs.get("start")):
+                    st.iter + 1, interval=eval_interval(st.iter + 1), start=ev.kwargs.get("start")):
                 add("eval")
             if ck is not None and not ck_by_epoch and checkpoint_due(
                     st.iter + 1, max_iters, interval=ck_interval, save_last=ck_last):
@@ -214,7 +242,7 @@ def make_plan(table: TransitionTable, loader_lens: Sequence[int], specs: Sequenc
                 save(name)
         elif point == "after_train_epoch":
             if ev is not None and ev.kwargs.get("by_epoch", True) and eval_due(
-                    st.epoch + 1, interval=ev.kwargs.get("interval", 1), start=ev.kwargs.get("start")):
+                    st.epoch + 1, interval=eval_interval(st.epoch + 1), start=ev.kwargs.get("start")):
                 add("eval")
             if ck is not None and ck_by_epoch and checkpoint_due(
                     st.epoch + 1, max_epochs, interval=ck_interval, save_last=ck_last):

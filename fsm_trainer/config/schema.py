@@ -9,8 +9,9 @@ build.
 
 Top-level names the schema does not know are kept as helper variables (mmcv configs define
 ``img_norm_cfg``, ``train_pipeline``... and use them in other keys), unless the name is close
-to a known key: ``lr_confg`` is an error (did you mean ``lr_config``?). Names starting with
-``_`` are always helpers.
+to a known key (:func:`typo_rule`: one edit away, or close with a value of the key's shape):
+``lr_confg`` is an error (did you mean ``lr_config``?), ``checkpoint_file = 'x.pth'`` is a
+helper. Names starting with ``_`` are always helpers.
 
 >>> cfg = structure_config({"model": {"type": "DigitsNet"}, "optimizer": {"type": "SGD", "lr": 0.1},
 ...     "data": {"samples_per_gpu": 32, "train": {"type": "DigitsDataset"}},
@@ -21,7 +22,7 @@ to a known key: ``lr_confg`` is an error (did you mean ``lr_config``?). Names st
 Traceback (most recent call last):
 ...
 fsm_trainer.config.loader.ConfigError: invalid config: 4 errors
-  lr_confg: unknown key; did you mean 'lr_config'?
+  lr_confg: unknown key; did you mean 'lr_config'? (1 edit away; a helper needs another name or a leading '_')
   data.samples_per_gpu: expected an int, got str '32'
   data.train: required key missing
   runner: required key missing
@@ -122,12 +123,30 @@ class TrainConfig:
     # dict(type="MMDistributedDataParallel") (the default) or dict(type="MMFullyShardedDataParallel",
     # shard_modules=["Block"]) for FSDP.
     model_wrapper_cfg: dict[str, Any] | None = None
-    # mmcv runtime keys accepted for compatibility, without effect.
+    # Where the model and batches go: "auto" (the LOCAL_RANK / current GPU when CUDA is available,
+    # else CPU), "cpu", "cuda", "cuda:1", or None (nothing is moved: the model moves its batches).
+    device: Any = "auto"
+    # mmcv's gpu_ids: in a single-process run, gpu_ids=[k] with device "auto" trains on cuda:k.
     gpu_ids: tuple[int, ...] | None = None
+    # torch.backends.cudnn.benchmark; TF32 for float32 matmuls; torch.set_float32_matmul_precision.
+    cudnn_benchmark: bool = False
+    allow_tf32: bool | None = None
+    matmul_precision: str | None = None
+    # torch.compile of the model's forward: True or dict(torch.compile's keyword arguments).
+    compile: Any = None
+    # mmcv runtime keys accepted for compatibility, without effect.
     opencv_num_threads: int | None = None
     mp_start_method: str | None = None
-    cudnn_benchmark: bool = False
+    # mmdet's train.py: with enable=True, optimizer.lr *= (ranks * samples_per_gpu) / base_batch_size.
     auto_scale_lr: dict[str, Any] | None = None
+    # mmcv's legacy spelling of runner=dict(type='EpochBasedRunner', max_epochs=total_epochs).
+    total_epochs: int | None = None
+    # mmseg's legacy spelling of runner=dict(type='IterBasedRunner', max_iters=total_iters).
+    total_iters: int | None = None
+    # mmcls' train sampler: dict(type='DistributedSampler'), the default; other types are refused.
+    sampler: dict[str, Any] | None = None
+    # DistributedDataParallel's find_unused_parameters (under --launcher pytorch).
+    find_unused_parameters: bool = False
     variables: dict[str, Any] = attrs.field(factory=dict)
     """Top-level helper names the schema does not use (``img_norm_cfg``...)."""
 
@@ -135,7 +154,7 @@ class TrainConfig:
 KNOWN_KEYS = tuple(f.name for f in attrs.fields(TrainConfig) if f.name != "variables")
 ALIASES = {"loss_fn": "loss"}
 """Other spellings of top-level keys: ``loss_fn`` (the name of :func:`fsm_trainer.run`'s argument) is ``loss``."""
-IGNORED_KEYS = ("gpu_ids", "opencv_num_threads", "mp_start_method", "cudnn_benchmark", "auto_scale_lr")
+IGNORED_KEYS = ("opencv_num_threads", "mp_start_method")
 
 
 # --------------------------------------------------------------------------- the converter
@@ -150,6 +169,11 @@ def _mapping(value: Any, _: Any) -> dict[str, Any]:
 
 def _is_union(t: Any) -> bool:
     return typing.get_origin(t) in (Union, types.UnionType)
+
+
+def _is_literal(t: Any) -> bool:
+    origin: object = typing.get_origin(t)
+    return origin is Literal
 
 
 def _shape_ok(value: Any, t: Any) -> bool:
@@ -231,7 +255,7 @@ converter.register_structure_hook_func(lambda t: t == dict[str, Any], _mapping)
 converter.register_structure_hook_func(lambda t: t is Any, lambda v, _: v)
 converter.register_structure_hook_func(lambda t: t is type(None), lambda v, _: v)
 converter.register_structure_hook_factory(_is_union, _union_hook_factory)
-converter.register_structure_hook_factory(lambda t: typing.get_origin(t) is Literal, _literal_hook_factory)
+converter.register_structure_hook_factory(_is_literal, _literal_hook_factory)
 
 
 def _describe(exc: BaseException, type_: Any) -> str:
@@ -301,6 +325,12 @@ def structure_config(raw: Mapping[str, Any]) -> TrainConfig:
     from fsm_trainer.config.values import key_errors
 
     errors.extend(key_errors(known))
+    if "runner" not in known and "total_epochs" in known:
+        # mmcv's legacy path (EpochBasedRunner with max_epochs=total_epochs), as mmdet/mmpose 0.x train.py.
+        known["runner"] = {"type": "EpochBasedRunner", "max_epochs": known["total_epochs"]}
+    elif "runner" not in known and "total_iters" in known:
+        # mmseg 0.x's train.py: IterBasedRunner with max_iters=total_iters.
+        known["runner"] = {"type": "IterBasedRunner", "max_iters": known["total_iters"]}
     cfg = None
     try:
         cfg = converter.structure(known, TrainConfig)
@@ -327,11 +357,73 @@ def split_keys(raw: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], dict[
             errors.append(f"{k!r}: config keys must be strings")
         elif k in KNOWN_KEYS:
             known[k] = v
-        elif not k.startswith("_") and difflib.get_close_matches(k, KNOWN_KEYS, n=1, cutoff=0.75):
-            errors.append(f"{k}: unknown key{did_you_mean(k, KNOWN_KEYS)}")
+        elif not k.startswith("_") and (rule := typo_rule(k, v)) is not None:
+            errors.append(f"{k}: unknown key; did you mean {rule[0]!r}? ({rule[1]}; a helper needs another name "
+                          "or a leading '_')")
         else:
             helpers[k] = v
     return errors, known, helpers
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance with transpositions (optimal string alignment).
+
+    >>> edit_distance("lr_confg", "lr_config"), edit_distance("optimzier", "optimizer")
+    (1, 1)
+    """
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+_FIELD_TYPES: dict[str, Any] = {}
+
+
+def _field_type(key: str) -> Any:
+    if not _FIELD_TYPES:
+        hints = typing.get_type_hints(TrainConfig)
+        _FIELD_TYPES.update({f.name: hints[f.name] for f in attrs.fields(TrainConfig)})
+    return _FIELD_TYPES[key]
+
+
+def typo_rule(name: str, value: Any) -> tuple[str, str] | None:
+    """``(known key, the rule that fired)`` when the top-level ``name`` is a typo of a known key, else ``None``.
+
+    A name is a typo when it is one edit away from a known key (whatever its value), or when
+    its value has the shape the known key takes (a dict for ``lr_config``...) and the names
+    are close (at most 2 edits, or a similarity of 0.85). Helper variables whose names are
+    merely close but whose values have another shape (``checkpoint_file = 'x.pth'`` next to
+    ``checkpoint_config``, ``custom_keys = {...}`` next to ``custom_hooks``) stay helpers.
+
+    >>> typo_rule("lr_confg", {"policy": "step"})
+    ('lr_config', '1 edit away')
+    >>> typo_rule("checkpoint_file", "https://x/y.pth") is None, typo_rule("custom_keys", {"a": {}}) is None
+    (True, True)
+    >>> typo_rule("optimizer_cfg", {"type": "SGD"})
+    ('optimizer_config', 'a dict like optimizer_config and close to its name (similarity 0.90)')
+    """
+    best: tuple[str, str] | None = None
+    candidates = sorted(KNOWN_KEYS, key=lambda known: edit_distance(name, known))
+    for known in candidates[:3]:
+        d = edit_distance(name, known)
+        if d == 1:
+            return known, "1 edit away"
+        ratio = difflib.SequenceMatcher(None, name, known).ratio()
+        t = _field_type(known)
+        members = [m for m in (typing.get_args(t) if _is_union(t) else (t,)) if m is not type(None)]
+        fits = value is not None and any(_shape_ok(value, m) for m in members)
+        if best is None and fits and (d <= 2 or ratio >= 0.85):
+            shape = _describe_type(members[0])
+            closeness = f"{d} edits away" if d <= 2 else f"close to its name (similarity {ratio:.2f})"
+            best = known, f"{shape} like {known} and {closeness}"
+    return best
 
 
 def unstructure_config(cfg: TrainConfig) -> dict[str, Any]:

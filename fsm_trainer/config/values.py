@@ -51,6 +51,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
                                       "pip install tensorboard (or pip install 'fsm-trainer[tensorboard]')"),
     "fsm_trainer.hooks.mlflow": ("mlflow", "pip install mlflow-skinny (or pip install 'fsm-trainer[mlflow]')"),
     "fsm_trainer.hooks.progress": ("tqdm", "pip install tqdm (or pip install 'fsm-trainer[progress]')"),
+    "fsm_trainer.hooks.wandb": ("wandb", "pip install wandb (or pip install 'fsm-trainer[wandb]')"),
 }
 """Hook modules that need an optional package: ``module -> (package, install line)``."""
 
@@ -147,25 +148,22 @@ def _finite(obj: Any, path: str) -> list[str]:
 # --------------------------------------------------------------------------- optimizer
 
 
-def optimizer_errors(opt: Mapping[str, Any], cls: Any) -> list[str]:
-    """Values of ``optimizer`` (``cls`` is its resolved class): ranges, then dry constructions."""
+def optimizer_errors(opt: Mapping[str, Any], cls: Any, path: str = "optimizer", *, paramwise: bool = True) -> list[str]:
+    """Values of ``optimizer`` at ``path`` (``cls`` is its resolved class): ranges, then dry constructions
+    (``paramwise``: also of ``paramwise_cfg`` with the default constructor's rules)."""
     errors: list[str] = []
     if "lr" in opt:
-        errors += number_errors(opt["lr"], "optimizer.lr", gt=0)
+        errors += number_errors(opt["lr"], f"{path}.lr", gt=0)
     for key in _RATES_NONNEG:
         if key in opt and is_number(opt[key]):
-            errors += number_errors(opt[key], f"optimizer.{key}", ge=0)
+            errors += number_errors(opt[key], f"{path}.{key}", ge=0)
     if "betas" in opt and isinstance(opt["betas"], (list, tuple)):
         for i, b in enumerate(opt["betas"]):
-            errors += number_errors(b, f"optimizer.betas[{i}]", ge=0, lt=1)
-    constructor = opt.get("constructor", "DefaultOptimizerConstructor")
-    if constructor != "DefaultOptimizerConstructor":
-        errors.append(f"optimizer.constructor: {_show(constructor)} is not allowed; allowed: "
-                      "'DefaultOptimizerConstructor'")
+            errors += number_errors(b, f"{path}.betas[{i}]", ge=0, lt=1)
     args = {k: v for k, v in opt.items() if k not in ("type", "paramwise_cfg", "constructor")}
     for k, v in args.items():
         if k not in ("lr", "betas") and k not in _RATES_NONNEG:
-            errors += _finite(v, f"optimizer.{k}")
+            errors += _finite(v, f"{path}.{k}")
     if errors:
         return errors
     import torch
@@ -173,19 +171,19 @@ def optimizer_errors(opt: Mapping[str, Any], cls: Any) -> list[str]:
     try:
         cls([torch.nn.Parameter(torch.zeros(1))], **args)
     except Exception as exc:  # torch's own checks of its arguments
-        return [blame(exc, "optimizer", args)]
-    if opt.get("paramwise_cfg") is not None:
-        errors += _paramwise_errors(opt)
+        return [blame(exc, path, args)]
+    if paramwise and opt.get("paramwise_cfg") is not None:
+        errors += _paramwise_errors({**opt, "type": cls}, path)
     return errors
 
 
-def _paramwise_errors(opt: Mapping[str, Any]) -> list[str]:
+def _paramwise_errors(opt: Mapping[str, Any], root: str = "optimizer") -> list[str]:
     import torch
 
     from fsm_trainer.optim import CUSTOM_KEY_FIELDS, PARAMWISE_KEYS, build_optimizer
 
     pw = opt["paramwise_cfg"]
-    path = "optimizer.paramwise_cfg"
+    path = f"{root}.paramwise_cfg"
     errors: list[str] = []
     if isinstance(pw, Mapping):
         for key in PARAMWISE_KEYS:
@@ -208,7 +206,7 @@ def _paramwise_errors(opt: Mapping[str, Any]) -> list[str]:
         return errors
     module = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, groups=2), torch.nn.BatchNorm2d(2), torch.nn.Linear(2, 2))
     try:
-        build_optimizer(module, dict(opt))
+        build_optimizer(module, {k: v for k, v in opt.items() if k != "constructor"})
     except Exception as exc:
         text = str(exc).removeprefix("paramwise_cfg.").removeprefix("paramwise_cfg: ")
         return [f"{path}: {text}" if not text.startswith(path) else text]
@@ -313,22 +311,69 @@ def metric_keys(metric: Any) -> list[str] | None:
     return keys
 
 
-def evaluation_errors(evaluation: Mapping[str, Any] | None) -> list[str]:
-    """``metric`` entries are built-in names and ``save_best`` is one of the keys they return."""
+def declared_metrics(dataset: Any) -> tuple[str, ...] | None:
+    """The metric names a dataset (class or instance) with ``evaluate`` declares: ``METRICS`` or
+    ``allowed_metrics`` (a list of names); ``None`` when it declares none (its ``evaluate`` decides)."""
+    for attr in ("METRICS", "allowed_metrics"):
+        names = getattr(dataset, attr, None)
+        if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            return tuple(names)
+    return None
+
+
+def dataset_metric_errors(metric: Any, dataset: Any, where: str = "data.val") -> list[str]:
+    """``evaluation.metric`` names the dataset (class or instance) does not declare (see :func:`declared_metrics`)."""
+    known = declared_metrics(dataset)
+    if known is None or metric is None:
+        return []
+    items = [metric] if isinstance(metric, str) else metric if isinstance(metric, (list, tuple)) else [metric]
+    name = dataset.__name__ if isinstance(dataset, type) else type(dataset).__name__
+    errors = []
+    for i, m in enumerate(items):
+        path = "evaluation.metric" if isinstance(metric, str) else f"evaluation.metric[{i}]"
+        if not isinstance(m, str) or m not in known:
+            errors.append(f"{path}: {_show(m)} is not a metric of {where}'s {name}.evaluate; allowed: "
+                          f"{', '.join(map(repr, known))}")
+    return errors
+
+
+def evaluation_errors(evaluation: Mapping[str, Any] | None, dataset_cls: Any = None,
+                      hook_keys: Sequence[str] | None = None) -> list[str]:
+    """``evaluation``'s metric names and the keys the hook passes on.
+
+    With a val dataset that has ``evaluate`` (mmcv's protocol), ``metric`` and every key the eval
+    hook does not take (``hook_keys``) are ``evaluate``'s arguments: checked against its
+    signature, and the metric names against the names it declares (:func:`declared_metrics`).
+    Otherwise ``metric`` entries are built-in names, ``save_best`` is one of the keys they
+    return, and other keys are errors.
+    """
     if not isinstance(evaluation, Mapping):
         return []
+    evaluate = getattr(dataset_cls, "evaluate", None) if dataset_cls is not None else None
+    passed = {k: v for k, v in evaluation.items() if hook_keys is not None and k not in hook_keys and k != "type"}
+    if callable(evaluate):
+        from fsm_trainer.registry import check_kwargs
+
+        given = {**passed, **({"metric": evaluation["metric"]} if "metric" in evaluation else {})}
+        what = f"{dataset_cls.__name__}.evaluate (data.val)"
+        kwarg_errors = check_kwargs(evaluate, given, "evaluation", what=what, provided=("self", "results", "logger"))
+        return kwarg_errors + dataset_metric_errors(evaluation.get("metric"), dataset_cls)
     errors: list[str] = []
+    if hook_keys is not None:
+        name = dataset_cls.__name__ if isinstance(dataset_cls, type) else "the val dataset"
+        errors += [f"evaluation.{k}: unknown key for EvalHook{did_you_mean_text(k, hook_keys)}; mmcv passes other "
+                   f"keys to dataset.evaluate, and data.val's {name} has no evaluate()" for k in passed]
     metric = evaluation.get("metric", "accuracy")
     items = [metric] if isinstance(metric, str) else metric
     allowed = "'accuracy', 'cross_entropy', 'top<k>' (e.g. 'top5'), or a list of them"
     if not isinstance(items, (list, tuple)) or not items:
-        return [f"evaluation.metric: {_show(metric)} is not allowed; allowed: {allowed}"]
+        return [*errors, f"evaluation.metric: {_show(metric)} is not allowed; allowed: {allowed}"]
+    tail = (" (a dataset's metric needs a val dataset with mmcv's evaluate(results, metric=...); "
+            f"data.val's {dataset_cls.__name__} has none)" if isinstance(dataset_cls, type) else "")
     for i, m in enumerate(items):
         where = "evaluation.metric" if isinstance(metric, str) else f"evaluation.metric[{i}]"
         if isinstance(m, str) and metric_keys(m) is None:
-            errors.append(f"evaluation.metric: {m!r} is not a metric; allowed: {allowed}"
-                          if isinstance(metric, str) else
-                          f"{where}: {m!r} is not a metric; allowed: {allowed}")
+            errors.append(f"{where}: {m!r} is not a metric; allowed: {allowed}{tail}")
         elif not isinstance(m, str) and not callable(m):
             errors.append(f"{where}: {_show(m)} is not allowed; allowed: {allowed}")
     if errors:
@@ -338,6 +383,49 @@ def evaluation_errors(evaluation: Mapping[str, Any] | None) -> list[str]:
     if isinstance(save_best, str) and save_best != "auto" and keys is not None and save_best not in keys:
         errors.append(f"evaluation.save_best: {save_best!r} is not among the metrics' keys; allowed: 'auto', "
                       f"{', '.join(map(repr, keys))} (from metric={metric!r})")
+    return errors
+
+
+def did_you_mean_text(word: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` or ``""``."""
+    from fsm_trainer.registry import did_you_mean
+
+    return did_you_mean(word, choices)
+
+
+# --------------------------------------------------------------------------- sampler, LR scaling
+
+
+SAMPLER_TYPES = ("DistributedSampler", "ResumableSampler")
+"""``sampler.type`` values: the shuffling, resumable sampler every train loader has (mmcls' default)."""
+
+
+def sampler_errors(sampler: Mapping[str, Any] | None) -> list[str]:
+    """mmcls' top-level ``sampler``: only the default sampler; others (``RepeatAugSampler``) are refused."""
+    if sampler is None:
+        return []
+    kind = sampler.get("type")
+    if kind not in SAMPLER_TYPES:
+        return [f"sampler.type: {_show(kind)} is not supported; allowed: {', '.join(map(repr, SAMPLER_TYPES))} (the "
+                "resumable shuffling sampler every train loader has; remove the key for it)"]
+    return [f"sampler.{k}: unknown key; allowed: type" for k in sampler if k != "type"]
+
+
+def auto_scale_lr_errors(auto: Mapping[str, Any] | None, optimizer: Mapping[str, Any]) -> list[str]:
+    """mmdet's ``auto_scale_lr=dict(enable=False, base_batch_size=16)``."""
+    if auto is None:
+        return []
+    errors = [f"auto_scale_lr.{k}: unknown key; allowed: enable, base_batch_size" for k in auto
+              if k not in ("enable", "base_batch_size")]
+    enable = auto.get("enable", False)
+    if not isinstance(enable, bool):
+        errors.append(f"auto_scale_lr.enable: {_show(enable)} is not allowed; allowed: True or False")
+    if "base_batch_size" in auto:
+        errors += number_errors(auto["base_batch_size"], "auto_scale_lr.base_batch_size", ge=1, integer=True)
+    elif enable is True:
+        errors.append("auto_scale_lr.base_batch_size: required with enable=True (the batch size the LR is for)")
+    if enable is True and "lr" not in optimizer:
+        errors.append("auto_scale_lr.enable: scaling needs optimizer.lr (a dict of optimizers is not scaled)")
     return errors
 
 
@@ -461,8 +549,33 @@ def all_nan_errors(raw: Mapping[str, Any], skip: Sequence[str] = ()) -> list[str
 
 
 __all__ = [
-    "EXTRAS", "LOADER_TYPES", "MAX_BATCH", "MAX_WORKERS", "SEED_RANGE", "all_nan_errors", "blame",
-    "by_epoch_errors", "evaluation_errors", "extras_errors", "grad_clip_errors", "interval_errors", "is_number",
-    "key_errors", "loader_errors", "loss_errors", "metric_keys", "missing_package", "nan_paths", "number_errors",
-    "optimizer_errors", "runtime_errors", "schedule_errors",
+    "EXTRAS",
+    "LOADER_TYPES",
+    "MAX_BATCH",
+    "MAX_WORKERS",
+    "SAMPLER_TYPES",
+    "SEED_RANGE",
+    "all_nan_errors",
+    "auto_scale_lr_errors",
+    "blame",
+    "by_epoch_errors",
+    "dataset_metric_errors",
+    "declared_metrics",
+    "did_you_mean_text",
+    "evaluation_errors",
+    "extras_errors",
+    "grad_clip_errors",
+    "interval_errors",
+    "is_number",
+    "key_errors",
+    "loader_errors",
+    "loss_errors",
+    "metric_keys",
+    "missing_package",
+    "nan_paths",
+    "number_errors",
+    "optimizer_errors",
+    "runtime_errors",
+    "sampler_errors",
+    "schedule_errors",
 ]

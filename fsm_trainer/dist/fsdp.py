@@ -5,7 +5,7 @@ optimizer on the shards, and full (unsharded) state dicts for checkpoints.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -178,11 +178,12 @@ def fsdp_state_dicts(model: nn.Module, optimizer: Any) -> tuple[dict[str, torch.
     )
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    msd = get_model_state_dict(model, options=opts)
+    # A full state dict holds plain tensors (no DTensor shards).
+    msd = cast("dict[str, torch.Tensor]", get_model_state_dict(model, options=opts))
     names = _param_names(model)
 
     def one(o: Any) -> Any:
-        fqn = get_optimizer_state_dict(model, o, options=opts)
+        fqn: dict[str, Any] = get_optimizer_state_dict(model, o, options=opts)
         if not fqn:
             return None
         order = [names[id(p)] for g in o.param_groups for p in g["params"]]
@@ -225,7 +226,7 @@ def fsdp_load_optimizer(model: nn.Module, optimizer: Any, state_dict: Mapping[st
             len(a["params"]) != len(b["params"]) for a, b in zip(saved_groups, optimizer.param_groups, strict=True)):
         msg = "the saved optimizer state has other parameter groups than this optimizer"
         raise ValueError(msg)
-    fqn = {
+    fqn: dict[str, Any] = {
         "state": {order[int(i)]: v for i, v in state_dict["state"].items()},
         "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]} for g in saved_groups],
     }

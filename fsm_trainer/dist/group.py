@@ -81,9 +81,11 @@ def init_dist(launcher: str = "pytorch", backend: str | None = None, timeout_s: 
         # failed attempt are still in it: a restarted gloo group reads the dead workers'
         # addresses and fails to connect. A prefix per attempt keeps the attempts apart.
         world = int(os.environ["WORLD_SIZE"])
-        agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                              is_master=False, timeout=timeout)
-        store = dist.PrefixStore(f"fsm_trainer/attempt_{restart}", agent)
+        # torch.distributed re-exports its stores from torch._C without marking them public.
+        agent = dist.TCPStore(  # type: ignore[attr-defined]
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False, timeout=timeout,
+        )
+        store = dist.PrefixStore(f"fsm_trainer/attempt_{restart}", agent)  # type: ignore[attr-defined]
         dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]), world_size=world, timeout=timeout)
     else:
         dist.init_process_group(backend, init_method="env://", timeout=timeout)

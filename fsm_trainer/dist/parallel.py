@@ -31,9 +31,10 @@ class StepModule(nn.Module):
         self.optimizer = optimizer
 
     def forward(self, batch: Any, mode: str = "train") -> Any:
+        model: Any = self.model  # an mmcv-style model: train_step/val_step are its own methods
         if mode == "train":
-            return self.model.train_step(batch, self.optimizer)
-        return self.model.val_step(batch, self.optimizer)
+            return model.train_step(batch, self.optimizer)
+        return model.val_step(batch, self.optimizer)
 
 
 def wrap_model(
@@ -110,9 +111,12 @@ class Prepared:
 def prepare(
     model: Any, optimizer: Any, data_loaders: Sequence[Any], workflow: Sequence[tuple[str, int]],
     logger: logging.Logger | None = None, *, strategy: str = "ddp", shard_modules: Sequence[type[nn.Module]] = (),
+    find_unused_parameters: bool = False,
 ) -> Prepared:
     """What ``run(..., distributed=...)`` does before the loop: check, then wrap ``model`` in
     DDP (``strategy="ddp"``) or shard it with FSDP (``"fsdp"``, see :func:`shard_model`).
+
+    ``find_unused_parameters`` goes to DistributedDataParallel (the config key of that name).
 
     Warns about a train loader that is not sharded over the ranks (every rank would then
     read the whole dataset, and the ranks' batches would repeat each other).
@@ -135,4 +139,4 @@ def prepare(
         if is_fsdp(model):  # sharded by the caller, optimizer built on the shards
             return Prepared(None, optimizer)
         return Prepared(None, shard_model(model, optimizer, modules=shard_modules))
-    return Prepared(wrap_model(model, optimizer), optimizer)
+    return Prepared(wrap_model(model, optimizer, find_unused_parameters=find_unused_parameters), optimizer)

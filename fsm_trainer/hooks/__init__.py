@@ -8,24 +8,27 @@ from typing import TYPE_CHECKING, Any
 
 from fsm_trainer.hook import Hook
 
+# Factories named like their own module: bound now, so that importing the submodule later
+# cannot leave the package attribute pointing at the module instead of the function.
+from fsm_trainer.hooks.lr_updater import lr_updater as lr_updater
+from fsm_trainer.hooks.momentum_updater import momentum_updater as momentum_updater
+
 if TYPE_CHECKING:
     from fsm_trainer.context import RunContext
     from fsm_trainer.hooks.checkpoint import checkpoint_hook as checkpoint_hook
+    from fsm_trainer.hooks.closure import closure_hook as closure_hook
     from fsm_trainer.hooks.dist import sync_buffers_hook as sync_buffers_hook
+    from fsm_trainer.hooks.early_stopping import early_stopping_hook as early_stopping_hook
     from fsm_trainer.hooks.ema import ema_hook as ema_hook
+    from fsm_trainer.hooks.empty_cache import empty_cache_hook as empty_cache_hook
     from fsm_trainer.hooks.eval import eval_hook as eval_hook
     from fsm_trainer.hooks.logger import text_logger_hook as text_logger_hook
     from fsm_trainer.hooks.logger_base import logger_hook as logger_hook
-    from fsm_trainer.hooks.lr_updater import lr_updater as lr_updater
-    from fsm_trainer.hooks.misc import closure_hook as closure_hook
-    from fsm_trainer.hooks.misc import early_stopping_hook as early_stopping_hook
-    from fsm_trainer.hooks.misc import empty_cache_hook as empty_cache_hook
-    from fsm_trainer.hooks.misc import nan_guard_hook as nan_guard_hook
-    from fsm_trainer.hooks.misc import profiler_hook as profiler_hook
     from fsm_trainer.hooks.mlflow import mlflow_logger_hook as mlflow_logger_hook
-    from fsm_trainer.hooks.momentum_updater import momentum_updater as momentum_updater
+    from fsm_trainer.hooks.nan_guard import nan_guard_hook as nan_guard_hook
     from fsm_trainer.hooks.optimizer import Amp as Amp
     from fsm_trainer.hooks.optimizer import optimizer_hook as optimizer_hook
+    from fsm_trainer.hooks.profiler import profiler_hook as profiler_hook
     from fsm_trainer.hooks.progress import progress_bar_hook as progress_bar_hook
     from fsm_trainer.hooks.tensorboard import tensorboard_logger_hook as tensorboard_logger_hook
     from fsm_trainer.hooks.timer import iter_timer_hook as iter_timer_hook
@@ -39,11 +42,11 @@ _LAZY: dict[str, str] = {
     "text_logger_hook": "logger",
     "logger_hook": "logger_base",
     "lr_updater": "lr_updater",
-    "closure_hook": "misc",
-    "early_stopping_hook": "misc",
-    "empty_cache_hook": "misc",
-    "nan_guard_hook": "misc",
-    "profiler_hook": "misc",
+    "closure_hook": "closure",
+    "early_stopping_hook": "early_stopping",
+    "empty_cache_hook": "empty_cache",
+    "nan_guard_hook": "nan_guard",
+    "profiler_hook": "profiler",
     "mlflow_logger_hook": "mlflow",
     "momentum_updater": "momentum_updater",
     "Amp": "optimizer",

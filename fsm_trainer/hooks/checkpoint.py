@@ -155,7 +155,9 @@ def checkpoint_hook(
             ctx.logger.warning("stopped by %s: saved %s; continue with run(..., resume='auto')", caught[0], path)
             return s.with_hook_state(name, {"preempted": caught[0], "checkpoint": str(path)}).request_stop()
 
-        def finish(s: TrainState, resume_at: Callable[[], TrainState], ckpt_name: Callable[[TrainState], str]) -> TrainState:
+        def finish(
+            s: TrainState, resume_at: Callable[[], TrainState], ckpt_name: Callable[[TrainState], str]
+        ) -> TrainState:
             if not signalled() and not pending[0]:
                 return s
             pending[0] = False

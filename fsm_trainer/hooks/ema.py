@@ -90,7 +90,7 @@ def ema_hook(
         def bind() -> None:
             # The tensors the averages follow, read when the run starts: after a resume that is
             # the restored model, so the averages (when the checkpoint holds none) start from it.
-            tracked = dict(model.named_parameters())
+            tracked: dict[str, torch.Tensor] = dict(model.named_parameters())
             if update_buffers:
                 tracked.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
             names[:] = list(tracked)

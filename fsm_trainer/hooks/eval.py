@@ -39,17 +39,18 @@ logged but never saved as a best checkpoint (mmcv saves it under the next epoch'
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from fsm_trainer.checkpoint import remove_checkpoint, save_snapshot
 from fsm_trainer.context import RunContext
-from fsm_trainer.dist import broadcast_object, collect_outputs, get_dist_info, loader_num_replicas
+from fsm_trainer.dist import broadcast_object, collect_outputs, collect_results, get_dist_info, loader_num_replicas
 from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
 from fsm_trainer.hooks.logger_base import EVAL_ITER_KEY, flush_loggers
@@ -58,10 +59,19 @@ from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState, make_state
 from fsm_trainer.transitions import transition
 
-GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc")
-"""Metric names (or parts of names) where higher is better: mmcv's ``_default_greater_keys``."""
-LESS_KEYS = ("loss",)
-"""Metric names (or parts) where lower is better: mmcv's ``_default_less_keys``."""
+GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc",
+                "AP", "AR", "PCK", "pcp", "hmean")
+"""Metric names (or parts of names) where higher is better: mmcv's ``_default_greater_keys``, then the
+names mmpose's and mmocr's eval hooks add (``AP``, ``AR``, ``PCK``, ``pcp``, ``hmean``)."""
+LESS_KEYS = ("loss", "EPE", "NME", "MPJPE")
+"""Metric names (or parts) where lower is better: mmcv's ``_default_less_keys``, then mmpose's errors."""
+EVAL_HOOK_KEYS = ("test_fn", "pre_eval", "dynamic_intervals", "gpu_collect", "tmpdir", "broadcast_bn_buffer",
+                  "efficient_test")
+"""``evaluation`` keys the hook itself takes besides its metric and schedule arguments (mmcv's, mmdet's
+``dynamic_intervals``, mmseg's ``pre_eval``); every other key goes to ``dataset.evaluate``."""
+NO_EFFECT_KEYS = ("gpu_collect", "tmpdir", "broadcast_bn_buffer", "efficient_test")
+"""Accepted without effect: results are gathered by :func:`fsm_trainer.dist.collect_results`, BatchNorm buffers
+are synchronised by the run (DDP, FSDP) and results stay in memory."""
 
 
 def infer_rule(key: str, greater_keys: Sequence[str] = GREATER_KEYS, less_keys: Sequence[str] = LESS_KEYS) -> str:
@@ -161,12 +171,102 @@ def predict_all(
     return _cat(outs), _cat(targets)
 
 
+def _batch_inputs(model: Any, batch: Any) -> Any:
+    inputs = batch[0]
+    device = next((p.device for p in model.parameters()), None) if hasattr(model, "parameters") else None
+    if device is not None and isinstance(inputs, torch.Tensor):
+        inputs = inputs.to(device)
+    return inputs
+
+
+def _per_sample(out: Any) -> list[Any]:
+    if isinstance(out, torch.Tensor):
+        return list(out.detach().cpu())
+    if isinstance(out, (list, tuple)):
+        return list(out)
+    return [out]
+
+
+def single_gpu_test(model: Any, dataloader: Any, *, pre_eval: bool = False) -> list[Any]:
+    """mmcv's ``single_gpu_test``: the per-sample results of ``model`` over ``dataloader``, in eval mode without grad.
+
+    A dict batch is run as ``model(return_loss=False, **batch)`` (mmcv's models), an
+    ``(inputs, ...)`` batch as ``model(inputs)``; the output is split into one result per
+    sample. ``pre_eval=True`` (mmseg): each batch's results become
+    ``dataloader.dataset.pre_eval(results, indices)``, the indices read from the loader's
+    batch sampler (else counted in order).
+    """
+    dataset = getattr(dataloader, "dataset", None)
+    batch_sampler = getattr(dataloader, "batch_sampler", None)
+    indices_iter = iter(batch_sampler) if pre_eval and batch_sampler is not None else None
+    was_training = getattr(model, "training", None)
+    if hasattr(model, "eval"):
+        model.eval()
+    results: list[Any] = []
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in dataloader:
+                if isinstance(batch, Mapping):
+                    out = model(return_loss=False, **batch)
+                elif isinstance(batch, (list, tuple)) and batch:
+                    out = model(_batch_inputs(model, batch))
+                else:
+                    out = model(batch)
+                part = _per_sample(out)
+                if pre_eval:
+                    indices = list(next(indices_iter)) if indices_iter is not None else list(
+                        range(seen, seen + len(part)))
+                    part = list(dataset.pre_eval(part, indices=indices))  # type: ignore[union-attr]
+                seen += len(part)
+                results.extend(part)
+    finally:
+        if was_training:
+            model.train()
+    return results
+
+
+def dynamic_interval(progress: int, interval: int, dynamic_intervals: Sequence[Sequence[int]] | None) -> int:
+    """mmdet's ``dynamic_intervals=[(milestone, interval), ...]``: the interval in force once ``progress``
+    units (1-based) are done.
+
+    >>> [dynamic_interval(n, 10, [(285, 1)]) for n in (1, 284, 285, 300)]
+    [10, 10, 1, 1]
+    """
+    if not dynamic_intervals:
+        return interval
+    milestones = [0, *(int(m) for m, _ in dynamic_intervals)]
+    intervals = [interval, *(int(i) for _, i in dynamic_intervals)]
+    step = bisect.bisect(milestones, progress)
+    return intervals[step - 1] if step > 0 else interval
+
+
+def _dynamic_errors(dynamic_intervals: Any) -> str | None:
+    if dynamic_intervals is None:
+        return None
+    ok = isinstance(dynamic_intervals, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0
+                                                              for x in p) for p in dynamic_intervals)
+    if not ok:
+        return ("dynamic_intervals must be a list of (milestone, interval) pairs of positive ints, "
+                f"got {dynamic_intervals!r}")
+    milestones = [p[0] for p in dynamic_intervals]
+    if milestones != sorted(milestones):
+        return f"dynamic_intervals milestones must increase, got {milestones}"
+    return None
+
+
+def dataset_evaluates(dataloader: Any) -> bool:
+    """Whether the loader's dataset has mmcv's ``evaluate(results, logger=..., **eval_kwargs)``."""
+    return callable(getattr(getattr(dataloader, "dataset", None), "evaluate", None))
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
 def eval_hook(
     dataloader: Any,
-    metric: str | Metric | Sequence[str | Metric] = "accuracy",
+    metric: str | Metric | Sequence[str | Metric] | None = None,
     *,
     interval: int = 1,
     by_epoch: bool | None = None,
@@ -177,6 +277,14 @@ def eval_hook(
     greater_keys: Sequence[str] = GREATER_KEYS,
     less_keys: Sequence[str] = LESS_KEYS,
     out_dir: str | Path | None = None,
+    test_fn: Callable[[Any, Any], Sequence[Any]] | None = None,
+    pre_eval: bool = False,
+    dynamic_intervals: Sequence[Sequence[int]] | None = None,
+    eval_kwargs: Mapping[str, Any] | None = None,
+    gpu_collect: bool = False,
+    tmpdir: str | None = None,
+    broadcast_bn_buffer: bool = True,
+    efficient_test: bool = False,
     name: str = "EvalHook",
     priority: int | str = Priority.LOW,
 ) -> Callable[[RunContext], list[Hook]]:
@@ -196,7 +304,20 @@ def eval_hook(
         predict: ``(model, batch) -> (outputs, targets)``; default: ``model(inputs)`` for
             ``(inputs, targets)`` batches, inputs moved to the model's device.
         greater_keys, less_keys: the substrings :func:`infer_rule` uses.
+        test_fn: mmcv's ``test_fn(model, dataloader) -> results`` for a dataset with ``evaluate``
+            (default :func:`single_gpu_test`).
+        pre_eval: mmseg's per-batch ``dataset.pre_eval(results, indices)`` (see :func:`single_gpu_test`).
+        dynamic_intervals: mmdet's ``[(milestone, interval), ...]`` (:func:`dynamic_interval`).
+        eval_kwargs: more keyword arguments of ``dataset.evaluate`` (mmcv: every ``evaluation``
+            key the hook does not take).
+        gpu_collect, tmpdir, broadcast_bn_buffer, efficient_test: mmcv's, accepted without effect.
         name, priority: of the evaluating hook (the writer is ``<name>.best_writer`` at LOWEST).
+
+    When the loader's dataset has ``evaluate`` (mmcv's protocol), the hook collects the
+    per-sample results and calls ``dataset.evaluate(results, logger=<run logger>, metric=metric,
+    **eval_kwargs)`` (``metric`` only when given), as mmcv 1.7.2's ``EvalHook``; ``save_best``
+    and ``rule`` apply to whatever keys it returns. Otherwise the built-in metrics are used
+    (``metric`` default ``"accuracy"``).
 
     Raises:
         ValueError: a bad ``interval``, ``start``, ``rule`` or metric name, or a ``save_best``
@@ -217,7 +338,30 @@ def eval_hook(
     if save_best is not None and not isinstance(save_best, str):
         msg = f"save_best must be a metric name, 'auto' or None, got {save_best!r}"
         raise ValueError(msg)
-    compute = combine(metric)
+    del gpu_collect, tmpdir, broadcast_bn_buffer, efficient_test
+    problem = _dynamic_errors(dynamic_intervals)
+    if problem is not None:
+        raise ValueError(problem)
+    if not isinstance(pre_eval, bool):
+        msg = f"pre_eval must be True or False, got {pre_eval!r}"
+        raise ValueError(msg)
+    by_dataset = dataset_evaluates(dataloader)
+    kwargs_for_evaluate = dict(eval_kwargs or {})
+    if metric is not None:
+        kwargs_for_evaluate["metric"] = metric
+    compute: Metric | None = None
+    if not by_dataset:
+        try:
+            compute = combine("accuracy" if metric is None else metric)
+        except ValueError:
+            if dataloader is not None:
+                raise
+        if dataloader is not None and (eval_kwargs or pre_eval or test_fn is not None):
+            given = sorted([*(eval_kwargs or {}), *(["pre_eval"] if pre_eval else []),
+                            *(["test_fn"] if test_fn is not None else [])])
+            msg = (f"{', '.join(given)}: only for a dataset with evaluate() (mmcv's protocol); "
+                   f"{type(getattr(dataloader, 'dataset', None)).__name__} has none")
+            raise ValueError(msg)
     fixed_rule = rule
     if save_best not in (None, "auto") and fixed_rule is None:
         fixed_rule = infer_rule(save_best, greater_keys, less_keys)
@@ -242,7 +386,23 @@ def eval_hook(
         rank, world = get_dist_info()
         sharded = world > 1 and loader_num_replicas(dataloader) > 1
 
+        def dataset_metrics() -> dict[str, Any]:
+            dataset = dataloader.dataset
+            if test_fn is not None:
+                results: Any = list(test_fn(ctx.model, dataloader))
+            else:
+                results = single_gpu_test(ctx.model, dataloader, pre_eval=pre_eval)
+            if world > 1:
+                if sharded:  # each rank has its slice (padded): rank 0 puts them back in dataset order
+                    results = collect_results(results, len(dataset))
+                if rank != 0:
+                    return cast("dict[str, Any]", broadcast_object(None))
+            out = dict(dataset.evaluate(results, logger=ctx.logger, **kwargs_for_evaluate))
+            return broadcast_object(out) if world > 1 else out
+
         def metrics() -> dict[str, Any]:
+            if compute is None:
+                return dataset_metrics()
             outputs, targets = predict_all(ctx.model, dataloader, predict)
             if world == 1:
                 return dict(compute(outputs, targets))
@@ -250,7 +410,7 @@ def eval_hook(
                 size = len(dataloader.dataset)
                 outputs, targets = collect_outputs(outputs, size), collect_outputs(targets, size)
             # Rank 0's metrics for every rank, so the hook states (best score...) stay equal.
-            return broadcast_object(dict(compute(outputs, targets)) if rank == 0 else None)
+            return cast("dict[str, Any]", broadcast_object(dict(compute(outputs, targets)) if rank == 0 else None))
 
         def evaluate(s: TrainState, done: int, *, may_save: bool) -> TrainState:
             results = metrics()
@@ -277,12 +437,12 @@ def eval_hook(
             return s.with_hook_state(name, kept)
 
         def after_train_epoch(s: TrainState) -> TrainState:
-            if should_evaluate(s.epoch + 1, interval, start):
+            if should_evaluate(s.epoch + 1, dynamic_interval(s.epoch + 1, interval, dynamic_intervals), start):
                 s = evaluate(s, s.epoch + 1, may_save=True)
             return s
 
         def after_train_iter(s: TrainState) -> TrainState:
-            if should_evaluate(s.iter + 1, interval, start):
+            if should_evaluate(s.iter + 1, dynamic_interval(s.iter + 1, interval, dynamic_intervals), start):
                 # mmcv: log this iteration's train values first, then start the eval record afresh.
                 s = flush_loggers(ctx, s, "after_train_iter")
                 buf.clear()
@@ -394,5 +554,6 @@ def eval_state(state: TrainState, name: str = "EvalHook") -> Mapping[str, Any]:
 
 
 __all__ = [
-    "GREATER_KEYS", "LESS_KEYS", "eval_hook", "eval_state", "infer_rule", "is_better", "predict_all", "should_evaluate",
+    "EVAL_HOOK_KEYS", "GREATER_KEYS", "LESS_KEYS", "NO_EFFECT_KEYS", "dataset_evaluates", "dynamic_interval",
+    "eval_hook", "eval_state", "infer_rule", "is_better", "predict_all", "should_evaluate", "single_gpu_test",
 ]

@@ -16,7 +16,9 @@ from fsm_trainer.state import TrainState
 _IN_HEADER = frozenset({"mode", "epoch", "iter", "lr", "time", "data_time", "memory"})
 
 
-def format_line(log: Mapping[str, Any], *, by_epoch: bool, loader_len: int | None, max_iters: int | None, eta: str | None) -> str:
+def format_line(
+    log: Mapping[str, Any], *, by_epoch: bool, loader_len: int | None, max_iters: int | None, eta: str | None
+) -> str:
     """Format one log record as mmcv's ``TextLoggerHook`` does.
 
     >>> format_line({"mode": "train", "epoch": 3, "iter": 50, "lr": 0.01, "time": 0.0213,

@@ -36,6 +36,11 @@ too (mmcv does). The buffer keeps as many entries per key as the largest interva
 run's loggers (:meth:`~fsm_trainer.logbuffer.LogBuffer.keep`): every logger's averages are
 mmcv's, and so are those of a run resumed from a checkpoint, which saves the buffer.
 
+Steps may log tensors (``loss.detach()``, also on an accelerator): the buffer keeps them as
+they are and reads them back to Python numbers only when a logger averages (one host sync per
+device at a logging point, see :class:`~fsm_trainer.logbuffer.LogBuffer`), so the iterations
+between logging points never wait for the device, and every backend gets Python floats.
+
 Distributed (several ranks): every rank keeps its own buffer and runs the same rules; at each
 point where a logger averages, the averages are then averaged over the ranks (every rank takes
 part), and only rank 0's backend is opened and written to. mmcv instead all-reduces each
@@ -310,7 +315,7 @@ def logger_hook(
             val_average = val_buf.average if world == 1 else _reduced(val_buf)
 
             def flush_val(s: TrainState) -> TrainState:
-                if val_buf.values:
+                if not val_buf.empty:
                     val_average(0)
                     write(s, record(s, val_buf.output, val_segment=True))
                     val_buf.clear()

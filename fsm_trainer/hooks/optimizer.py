@@ -27,7 +27,6 @@ import attrs
 import torch
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.dist import scalar
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -67,6 +66,12 @@ class Amp:
             bfloat16 on CPU.
         loss_scale: for float16 only, as mmcv's ``Fp16OptimizerHook``: ``"dynamic"``, a number
             (a static scale) or a dict of ``GradScaler`` arguments. Default 512, as mmcv.
+        note: why this precision was chosen (e.g. by :func:`fsm_trainer.device.amp_from_config`
+            on the CPU); part of :meth:`describe`.
+
+    The optimizer hook logs :meth:`describe` once per run. With a ``GradScaler``, each step
+    reads the scaler's inf check back to the host (``GradScaler.step`` skips the update on
+    inf/NaN gradients), one host sync per optimizer step.
     """
 
     device_type: str = attrs.field(factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
@@ -74,6 +79,7 @@ class Amp:
     loss_scale: Any = 512.0
     scaler: Any = attrs.field(init=False, default=None)
     static_scale: float | None = attrs.field(init=False, default=None)
+    note: str = attrs.field(default="", kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.device_type not in ("cpu", "cuda"):
@@ -102,7 +108,25 @@ class Amp:
     @property
     def uses_scaler(self) -> bool:
         """Whether losses are scaled (float16 only: bfloat16 has float32's range)."""
-        return self.dtype == torch.float16
+        return bool(self.dtype == torch.float16)
+
+    def describe(self) -> str:
+        """What this run actually computes in, as the optimizer hook logs it.
+
+        >>> Amp(device_type="cpu", dtype="float16", loss_scale="dynamic").describe()
+        'mixed precision: float16 autocast on cpu, GradScaler with a dynamic loss scale'
+        """
+        name = str(self.dtype).removeprefix("torch.")
+        if not self.uses_scaler:
+            scaling = "no loss scaling"
+        elif self.static_scale is not None:
+            scaling = f"GradScaler with a static loss scale of {self.static_scale:g}"
+        elif isinstance(self.loss_scale, Mapping):
+            scaling = f"GradScaler({', '.join(f'{k}={v!r}' for k, v in self.loss_scale.items())})"
+        else:
+            scaling = "GradScaler with a dynamic loss scale"
+        text = f"mixed precision: {name} autocast on {self.device_type}, {scaling}"
+        return f"{text} ({self.note})" if self.note else text
 
     def autocast(self) -> AbstractContextManager[Any]:
         """The ``torch.autocast`` context for this device and dtype."""
@@ -116,12 +140,19 @@ class Amp:
                 return step(batch)
 
         autocast_step.__qualname__ = autocast_step.__name__ = f"autocast({getattr(step, '__name__', 'step')})"
+        autocast_step.amp = self  # type: ignore[attr-defined]
         return autocast_step
 
     def steps(self, model: Any, optimizer: Any = None, **kwargs: Any) -> tuple[StepFn, StepFn]:
         """:func:`~fsm_trainer.step.make_steps` (same arguments), both steps under autocast."""
         train, val = make_steps(model, optimizer, **kwargs)
         return self.wrap(train), self.wrap(val)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's full value (a gradient norm under FSDP; a collective, no host sync), else ``t``."""
+    full = getattr(t, "full_tensor", None)
+    return full() if full is not None else t
 
 
 def _check_grad_clip(grad_clip: Any) -> None:
@@ -219,6 +250,8 @@ def optimizer_hook(
                    "gathered parameters, not the model's); run it without FSDP or with DDP")
             raise ValueError(msg)
         logger = ctx.logger
+        if amp is not None:
+            logger.info("%s: %s", name, amp.describe())
         buf = ctx.log_buffer if grad_clip is not None else None
         scaler = amp.scaler if amp is not None else None
         static = amp.static_scale if amp is not None else None
@@ -254,7 +287,8 @@ def optimizer_hook(
                 with_grad = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
                 if with_grad:
                     norm = torch.nn.utils.clip_grad_norm_(with_grad, **grad_clip)
-                    buf.update({"grad_norm": scalar(norm)}, s.outputs.get("num_samples", 1))  # type: ignore[union-attr]
+                    # A tensor (no host sync here); the log buffer reads it back at the logging point.
+                    buf.update({"grad_norm": _full(norm).detach()}, s.outputs.get("num_samples", 1))  # type: ignore[union-attr]
             if scaler is None:
                 optimizer.step()
             else:
@@ -263,12 +297,12 @@ def optimizer_hook(
 
         def backward(loss: torch.Tensor) -> None:
             if scaler is None:
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             else:
                 scaler.scale(loss).backward()
 
         def get_loss(s: TrainState) -> torch.Tensor:
-            loss = s.outputs.get("loss")
+            loss: torch.Tensor | None = s.outputs.get("loss")
             if loss is None:
                 msg = f"{name}: the train step's outputs have no 'loss' (keys: {sorted(s.outputs)})"
                 raise KeyError(msg)
@@ -319,7 +353,7 @@ def optimizer_hook(
             # runs every iteration.
             loss = s.outputs.get("loss")
             if loss is None:
-                get_loss(s)  # raises with the message
+                loss = get_loss(s)  # raises with the message
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -375,5 +409,6 @@ def grad_sync_switch(ctx: RunContext) -> Callable[[bool], None] | None:
     if isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
         return lambda on: setattr(ddp, "require_backward_grad_sync", on)
     if is_fsdp(ctx.model):
-        return ctx.model.set_requires_gradient_sync
+        switch: Callable[[bool], None] = ctx.model.set_requires_gradient_sync
+        return switch
     return None

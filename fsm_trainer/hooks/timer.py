@@ -18,6 +18,16 @@ def iter_timer_hook(
 
     ``data_time`` runs from the end of the previous iteration (or the epoch start) to the
     iteration's first point; ``time`` from there to its last point, for both modes.
+
+    Both are host clocks (``perf_counter``); nothing here waits for the device. On an
+    accelerator, where steps log tensors and no host sync happens between logging points,
+    an iteration's ``time`` is how long the host took to queue its work: the host runs ahead
+    of the device by up to the depth of the launch queue and catches up when a logging point
+    reads the interval's values back. That wait is counted in the next iteration's
+    ``data_time`` and ``time``, so over a run the totals (and the text logger's ``eta``) are
+    wall-clock exact, while a single interval's average can be off by about one queue's worth
+    of work. A loader that keeps up shows ``data_time`` near zero except right after a
+    logging point.
     """
 
     def factory(ctx: RunContext) -> Hook:

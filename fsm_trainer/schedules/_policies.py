@@ -110,7 +110,7 @@ class Poly:
     min_value: float = 0.0
 
     def __call__(self, base: float, t: int, total: int) -> float:
-        coeff = (1 - t / total) ** self.power
+        coeff: float = (1 - t / total) ** self.power
         return (base - self.min_value) * coeff + self.min_value
 
 
@@ -126,7 +126,8 @@ class Inv:
     power: float = 1.0
 
     def __call__(self, base: float, t: int, total: int) -> float:
-        return base * (1 + self.gamma * t) ** (-self.power)
+        decay: float = (1 + self.gamma * t) ** (-self.power)
+        return base * decay
 
 
 @attrs.frozen
@@ -390,7 +391,8 @@ def bind(policy: Any, total: int | None) -> Callable[[Any, int], float]:
     0.75
     """
     if hasattr(policy, "bind"):
-        return policy.bind(total)
+        fast: Callable[[Any, int], float] = policy.bind(total)
+        return fast
     return lambda base, t: policy(base, t, total)
 
 

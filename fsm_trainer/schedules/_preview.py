@@ -85,6 +85,7 @@ def schedule_values(
     s.check_run(by, max_epochs=max_epochs, max_iters=max_iters, epoch_len=epoch_len)
     b = default_base(s, base, group=group, optimizer_name=optimizer_name)
     if by == "epoch":
+        assert epoch_len is not None
         return [
             s.value(b, epoch=i // epoch_len, iter=i, max_epochs=max_epochs, max_iters=max_iters, epoch_len=epoch_len)
             for i in range(max_iters)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from numbers import Real
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 
@@ -41,7 +41,8 @@ def warmup_factor(warmup: str, i: int, warmup_iters: int, ratio: float) -> float
         return ratio
     if warmup == "linear":
         return 1 - (1 - i / warmup_iters) * (1 - ratio)
-    return ratio ** (1 - i / warmup_iters)
+    factor: float = ratio ** (1 - i / warmup_iters)
+    return factor
 
 
 def _warm(kind: Kind, warmup: str, ratio: float) -> Callable[[float, int, int], float]:
@@ -194,7 +195,7 @@ def _num(cfg: str, key: str, x: Any, lo: float | None = None, hi: float | None =
     ok = (lo is None or (x > lo if lo_open else x >= lo)) and (hi is None or (x < hi if hi_open else x <= hi))
     if not ok:
         raise _fail(cfg, key, x, f"allowed: a number in {rng}")
-    return x
+    return cast(float, x)
 
 
 def _opt_num(cfg: str, key: str, x: Any, **kw: Any) -> float | None:
@@ -216,15 +217,17 @@ def _bool(cfg: str, key: str, x: Any) -> bool:
 def _choice(cfg: str, key: str, x: Any, allowed: tuple[str, ...]) -> str:
     if x not in allowed:
         raise _fail(cfg, key, x, f"allowed: {', '.join(map(repr, allowed))}")
-    return x
+    return cast(str, x)
 
 
 def _step(cfg: str, x: Any) -> int | tuple[int, ...]:
     if isinstance(x, int) and not isinstance(x, bool):
         return _pos_int(cfg, "step", x)
-    if isinstance(x, (list, tuple)) and x and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in x):
+    # An empty list has no milestone: the value stays the base (mmcv: ``gamma ** 0``).
+    if isinstance(x, (list, tuple)) and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in x):
         return tuple(x)
-    raise _fail(cfg, "step", x, "allowed: a positive int (decay every `step`) or a non-empty list of positive ints")
+    raise _fail(cfg, "step", x, "allowed: a positive int (decay every `step`) or a list of positive ints "
+                "(empty: a constant value)")
 
 
 def _min_pair(cfg: str, kw: dict[str, Any], name: str) -> tuple[float | None, float | None]:
@@ -276,7 +279,7 @@ def _lr_policies() -> dict[str, tuple[dict[str, Any], _Builder]]:
     def step(cfg: str, kw: dict[str, Any]) -> P.Policy:
         return P.Step(_step(cfg, kw["step"]), _num(cfg, "gamma", kw["gamma"]), _opt_num(cfg, "min_lr", kw["min_lr"]))
 
-    def cos_like(cls: Any) -> _Builder:
+    def cos_like(cls: Callable[..., P.Policy]) -> _Builder:
         def build(cfg: str, kw: dict[str, Any]) -> P.Policy:
             return cls(*_min_pair(cfg, kw, "lr"))
 
@@ -344,7 +347,7 @@ def _momentum_policies() -> dict[str, tuple[dict[str, Any], _Builder]]:
         return P.Step(_step(cfg, kw["step"]), _num(cfg, "gamma", kw["gamma"]),
                       _opt_num(cfg, "min_momentum", kw["min_momentum"]))
 
-    def cos_like(cls: Any) -> _Builder:
+    def cos_like(cls: Callable[..., P.Policy]) -> _Builder:
         def build(cfg: str, kw: dict[str, Any]) -> P.Policy:
             return cls(*_min_pair(cfg, kw, "momentum"))
 

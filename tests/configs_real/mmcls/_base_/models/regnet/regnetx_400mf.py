@@ -1,0 +1,14 @@
+# Mirrors open-mmlab/mmpretrain (mmcls) tag v0.25.0: configs/_base_/models/regnet/regnetx_400mf.py
+# Verbatim (a _base_ file of the real-config tests).
+# model settings
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='RegNet', arch='regnetx_400mf'),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=384,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5),
+    ))
