@@ -449,3 +449,50 @@ def test_sync_buffers_averages_float_buffers(tmp_path):
     got = torch.load(out, weights_only=True)
     assert torch.equal(got["mean"], torch.full((3,), 1.5))
     assert int(got["count"]) == 5
+
+
+# --------------------------------------------------------------------------- two "nodes"
+
+
+def _two_nodes(wd: Path, *extra: str, restarts: int = 0, timeout: float = 180) -> list[subprocess.CompletedProcess[str]]:
+    """Two torchrun launches, ``--nnodes 2 --node-rank 0|1``, one process each, c10d rendezvous on localhost."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    procs = [subprocess.Popen([TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(n),
+                               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "fsm",
+                               "--max-restarts", str(restarts), SCRIPT, str(wd), *extra],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for n in (0, 1)]
+    out = []
+    for p in procs:
+        try:
+            o, e = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            o, e = p.communicate()
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, o, e))
+    return out
+
+
+@pytest.mark.slow
+def test_two_nodes_train_are_killed_and_resume_bit_identical(reference, tmp_path):
+    """Two launches as two nodes (c10d rendezvous on localhost, gloo) train like one 2-rank launch;
+    killed mid-epoch (a worker SIGKILLed, the job fails on both nodes) and launched again on both
+    nodes, the job resumes from the last checkpoint and ends bit-identical."""
+    wd = tmp_path / "nodes"
+    for r in _two_nodes(wd):
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    killed = tmp_path / "nodes-killed"
+    assert any(r.returncode != 0 for r in _two_nodes(killed, "--kill-at", "9"))
+    runs = _two_nodes(killed)
+    out = "".join(r.stdout + r.stderr for r in runs)
+    assert all(r.returncode == 0 for r in runs), out[-4000:]
+    assert "resumed from" in out
+    for rank in (0, 1):
+        want = load_file(str(reference / f"final_rank{rank}.safetensors"))
+        assert tensors_equal(load_file(str(wd / f"final_rank{rank}.safetensors")), want) == [], rank
+        assert tensors_equal(load_file(str(killed / f"final_rank{rank}.safetensors")), want) == [], rank
