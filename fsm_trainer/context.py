@@ -20,8 +20,44 @@ from fsm_trainer.transitions import TransitionTable
 
 
 @attrs.define
+class LogBus:
+    """The log buffer the loggers average from, and the loggers that registered with it."""
+
+    buffer: LogBuffer | None = None
+    """Made when a hook first asks for it; the run then feeds it every step's ``log_vars``."""
+    loggers: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class CheckpointLedger:
+    """Where checkpoints of this run go, and the checkpoint it resumed from."""
+
+    dirs: list[Path] = attrs.field(factory=list)
+    """Where checkpoint hooks write; ``resume="auto"`` looks there first."""
+    resumed_from: Path | None = None
+
+
+@attrs.define
+class RunLayout:
+    """What the runner fixes once the hooks are composed and the loop starts."""
+
+    hooks: tuple[Any, ...] = ()
+    """Every hook of the run, in call order."""
+    iter_loaders: list[Any] | None = None
+    """The cycling loaders of an iter-based run; their ``(epoch, index)`` is the data position."""
+
+
+@attrs.frozen
 class RunContext:
-    """Model, optimizer, loaders, table, files and shared buffers of one run."""
+    """Model, optimizer, loaders, table and files of one run, plus its explicit services.
+
+    The resources are fixed when the run starts (the optimizer is the one in use, after FSDP
+    rebuilt it; ``parallel_model`` the DDP wrapper): nothing rebinds them. The mutable parts are
+    services with one job each: :attr:`logs` (the log buffer and its loggers), :attr:`ledger`
+    (checkpoint directories, the checkpoint resumed from), :attr:`layout` (hooks and cycling
+    loaders, set by the runner) and :attr:`on_exit` (cleanup callbacks; the run calls every
+    one, last added first, through an ``ExitStack``, also when it raises).
+    """
 
     table: TransitionTable
     data_loaders: Sequence[Any]
@@ -30,33 +66,52 @@ class RunContext:
     work_dir: Path | None = None
     logger: logging.Logger = attrs.field(factory=lambda: logging.getLogger("fsm_trainer"))
     meta: dict[str, Any] = attrs.field(factory=dict)
+    """mmcv's ``runner.meta``: saved in every checkpoint (hooks keep ``hook_msgs`` there)."""
     timestamp: str = attrs.field(factory=lambda: time.strftime("%Y%m%d_%H%M%S"))
-    _log_buffer: LogBuffer | None = None
-    loggers: list[str] = attrs.field(factory=list)
-    hooks: tuple[Any, ...] = ()
-    """Every hook of the run, in call order (set once the hooks are composed)."""
-    iter_loaders: list[Any] | None = None
-    """The cycling loaders of an iter-based run; their ``(epoch, index)`` is the data position."""
-    checkpoint_dirs: list[Path] = attrs.field(factory=list)
-    """Where checkpoint hooks write; ``resume="auto"`` looks there first."""
-    resumed_from: Path | None = None
-    """The checkpoint this run resumed from, if any."""
     parallel_model: Any = None
     """The DistributedDataParallel wrapper of ``model`` in a ``run(..., distributed=True)``."""
+    logs: LogBus = attrs.field(factory=LogBus)
+    ledger: CheckpointLedger = attrs.field(factory=CheckpointLedger)
+    layout: RunLayout = attrs.field(factory=RunLayout)
     on_exit: list[Callable[[], None]] = attrs.field(factory=list)
     """Called (last added first) when the run ends, also when it raises."""
 
     @property
+    def hooks(self) -> tuple[Any, ...]:
+        """Every hook of the run, in call order (once the hooks are composed)."""
+        return self.layout.hooks
+
+    @property
+    def iter_loaders(self) -> list[Any] | None:
+        """The cycling loaders of an iter-based run (once its loop started)."""
+        return self.layout.iter_loaders
+
+    @property
+    def checkpoint_dirs(self) -> list[Path]:
+        """Where checkpoint hooks write; ``resume="auto"`` looks there first."""
+        return self.ledger.dirs
+
+    @property
+    def resumed_from(self) -> Path | None:
+        """The checkpoint this run resumed from, if any."""
+        return self.ledger.resumed_from
+
+    @property
+    def loggers(self) -> list[str]:
+        """The names of the logger hooks, in registration order."""
+        return self.logs.loggers
+
+    @property
     def log_buffer(self) -> LogBuffer:
         """The buffer loggers average from; asking for it makes the run feed it ``log_vars``."""
-        if self._log_buffer is None:
-            self._log_buffer = LogBuffer()
-        return self._log_buffer
+        if self.logs.buffer is None:
+            self.logs.buffer = LogBuffer()
+        return self.logs.buffer
 
     @property
     def uses_log_buffer(self) -> bool:
         """Whether some hook asked for :attr:`log_buffer`."""
-        return self._log_buffer is not None
+        return self.logs.buffer is not None
 
     def loader_len(self, phase: int) -> int | None:
         """``len()`` of the loader of workflow entry ``phase``, or ``None`` if it has none."""
@@ -96,5 +151,5 @@ class RunContext:
 
     def register_logger(self, name: str) -> int:
         """Record a logger hook; returns its index (the last one clears the buffer output)."""
-        self.loggers.append(name)
-        return len(self.loggers) - 1
+        self.logs.loggers.append(name)
+        return len(self.logs.loggers) - 1

@@ -225,12 +225,9 @@ def run(
     stepped = model
     model = devices.unwrap_compiled(model)  # hooks and checkpoints see the plain module
     dev = devices.resolve_device(device, model=model, distributed=strategy is not None or is_dist())
-    ctx = RunContext(
-        table, data_loaders, model, optimizer, wd,
-        logger or logging.getLogger("fsm_trainer"), dict(meta or {}),
-    )
+    log = logger or logging.getLogger("fsm_trainer")
     if devices.place_model(model, dev, optimizer):
-        ctx.logger.info("model moved to %s", dev)
+        log.info("model moved to %s", dev)
     parallel = None
     if strategy is not None:
         from fsm_trainer.dist import prepare
@@ -240,9 +237,10 @@ def run(
                    f"cuda:{torch.cuda.current_device()} (init_dist sets it from LOCAL_RANK); leave device='auto'")
             raise devices.DeviceError(msg)
         stepped = model
-        prepared = prepare(model, optimizer, data_loaders, table.workflow, ctx.logger, strategy=strategy)
-        parallel = ctx.parallel_model = prepared.parallel
-        optimizer = ctx.optimizer = prepared.optimizer
+        prepared = prepare(model, optimizer, data_loaders, table.workflow, log, strategy=strategy)
+        parallel, optimizer = prepared.parallel, prepared.optimizer
+    # The run's resources are fixed from here on (the optimizer is the one in use).
+    ctx = RunContext(table, data_loaders, model, optimizer, wd, log, dict(meta or {}), parallel_model=parallel)
     if train_step is None or val_step is None:
         if model is None and batch_processor is None:
             msg = ("give a model (with train_step/val_step, or with loss_fn), batch_processor, "
@@ -263,7 +261,7 @@ def run(
             and "train" in table.reachable_modes():
         ctx.logger.warning("an optimizer was given but no hook steps it (no optimizer hook at after_train_iter): the "
                            "weights change only if the train step updates them itself; add optimizer_hook()")
-    ctx.hooks = composed.hooks
+    ctx.layout.hooks = composed.hooks
     restorer = None
     if resume is not None:
         from fsm_trainer.checkpoint import Restorer
@@ -475,7 +473,7 @@ class _IterLoop(_Loop):
                 IterLoader(x, s.epoch if mode == "train" else 0)
                 for x, (mode, _) in zip(self.ctx.data_loaders, table.workflow, strict=True)
             ]
-        self.ctx.iter_loaders = iter_loaders
+        self.ctx.layout.iter_loaders = iter_loaders
         s = self.call("before_run", s)
         if not s.stop:
             s = self.call("before_epoch", s)

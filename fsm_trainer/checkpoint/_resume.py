@@ -262,7 +262,7 @@ class Restorer:
                                    ck.path)
             else:
                 load_optimizer_state(ctx.model, ctx.optimizer, ck.optimizer)
-        ctx.resumed_from = ck.path
+        ctx.ledger.resumed_from = ck.path
         s = ck.state
         ctx.logger.info("resumed from %s: epoch %d, iter %d, inner_iter %d, %s", ck.path, s.epoch, s.iter,
                         s.inner_iter, table.node_name(s.phase))
