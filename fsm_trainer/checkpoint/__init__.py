@@ -62,9 +62,9 @@ imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fsm_trainer._lazy import lazy_exports
 from fsm_trainer.checkpoint._discovery import (
     UNKNOWN_ORDER,
     cleanup_stale,
@@ -166,19 +166,8 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # The modules that need torch are imported on first use, so discovery stays torch-free.
-    module = _LAZY.get(name)
-    if module is None:
-        msg = f"module {__name__!r} has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+# The modules that need torch are imported on first use, so discovery stays torch-free.
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 __all__ = [

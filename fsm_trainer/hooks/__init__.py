@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from fsm_trainer._lazy import lazy_exports
 from fsm_trainer.hook import Hook
 
 # Factories named like their own module: bound now, so that importing the submodule later
@@ -60,18 +60,7 @@ _LAZY: dict[str, str] = {
 so importing one hook does not import every other hook's dependencies."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        msg = f"module 'fsm_trainer.hooks' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"fsm_trainer.hooks.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)
 
 
 def default_hooks(
