@@ -1,48 +1,10 @@
 """``run``: drive a transition table with hooks, a model and loaders (the imperative shell).
 
-Event order, epoch-based table (``unit`` = one epoch)::
-
-    before_run
-    state = transition(table, state, "start")
-    while state.phase != END:
-        if mode == "train":                       # model.train()
-            before_train_epoch                    # also the hooks' generic before_epoch
-            for inner_iter, batch in enumerate(loader):
-                before_train_iter; outputs = train_step(batch); after_train_iter; iter += 1
-            after_train_epoch; epoch += 1         # also the hooks' generic after_epoch
-        else:                                     # model.eval(), torch.no_grad()
-            before_val_epoch
-            for inner_iter, batch in enumerate(loader):
-                before_val_iter; outputs = val_step(batch); after_val_iter
-            after_val_epoch
-        state = transition(table, state, "done")
-    after_run
-
-Iter-based table (``unit`` = one iteration, loaders cycle endlessly)::
-
-    before_run; before_epoch
-    state = transition(table, state, "start")
-    while state.phase != END:
-        repeat run_length(table, state) times:    # the table's self-loop, in closed form
-            epoch = passes the loader had completed     (train entries only)
-            before_<mode>_iter; outputs = <mode>_step(next(loader)); after_<mode>_iter
-            inner_iter += 1; iter += 1 (train only)
-        state = transition(table, state, "done")  # entering an entry resets inner_iter
-    after_epoch; after_run
-
-A hook that sets ``stop`` ends the run after the current hook point: the remaining points of
-that iteration or epoch are skipped (a stop at ``before_*_iter`` skips the step too, and
-``iter`` stays the number of iterations done), then ``after_epoch`` (iter-based) and
-``after_run`` run.
-
-Resuming (``resume=``, see :mod:`fsm_trainer.checkpoint` and the README): the model
-and optimizer are loaded before the run starts; ``before_run`` (and ``before_epoch``,
-iter-based) run as in any run; then the hooks' ``load_state_dict`` are called, the RNG states
-are restored and the loop continues at the saved position. An epoch-based state in a train
-entry with ``inner_iter = k > 0`` means "k batches of this epoch are done": the epoch goes on at
-batch ``k`` (through the loader's resumable sampler, in O(1)) without calling
-``before_train_epoch`` again, so the resumed run calls exactly the hook points the original
-run would have called after the save.
+The loop itself (event order, stops, resuming inside an epoch) is
+:class:`fsm_trainer.loop.Loop`, shared with the dry run :func:`fsm_trainer.simulate.simulate`;
+this module gives it the model's steps and effects: the device, train/eval mode,
+``torch.no_grad()`` for val phases, distributed wrappers, ``torch.compile``, the checkpoint to
+resume from, and cleanup when the run ends.
 """
 
 from __future__ import annotations
@@ -53,20 +15,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.data import IterLoader, set_data_position, set_sampler_epoch, skip_batches
+from fsm_trainer.data import IterLoader
 from fsm_trainer.errors import HookError, WorkflowError
 from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks, reachable_only
+from fsm_trainer.loop import Loop
 from fsm_trainer.priority import Priority
-from fsm_trainer.state import TrainState, make_state
+from fsm_trainer.state import TrainState
 from fsm_trainer.step import StepFn, bad_outputs, make_steps
-from fsm_trainer.transitions import END, START, TransitionTable, continue_finished, run_length, transition
+from fsm_trainer.transitions import TransitionTable, continue_finished
 
 HookLike = Hook | Callable[[RunContext], "Hook | Sequence[Hook]"]
-
-_TS = make_state
 
 
 def _log_vars_hook(ctx: RunContext) -> Hook:
@@ -278,7 +240,6 @@ def run(
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     ctx.logger.debug("hooks will be executed in the following order:\n%s", composed)
-    loop = _EpochLoop if table.by == "epoch" else _IterLoop
     undo_compile = devices.compile_model(model, compile) if compile_kw is not None else None
     if undo_compile is not None:
         ctx.on_exit.insert(0, undo_compile)  # runs last
@@ -288,7 +249,7 @@ def run(
     try:
         # Plain data out: the last step's loss tensor (and its graph) does not outlive the run.
         with devices.device_scope(dev):
-            return loop(table, composed, ctx, train_step, val_step, restorer).run(state).plain()
+            return _loop(table, composed, ctx, train_step, val_step, restorer).run(state).plain()
     except BaseException as exc:
         failed = exc
         raise
@@ -322,6 +283,22 @@ def run(
                 err = err.__context__
 
 
+def _loop(table: TransitionTable, composed: ComposedHooks, ctx: RunContext, train_step: StepFn, val_step: StepFn,
+          restorer: Any) -> Loop:
+    model = ctx.model if hasattr(ctx.model, "train") else None
+
+    def scope(mode: str) -> contextlib.AbstractContextManager[Any]:
+        if model is not None:
+            model.train(mode == "train")
+        return torch.no_grad() if mode == "val" else contextlib.nullcontext()
+
+    def keep(iter_loaders: list[IterLoader]) -> None:
+        ctx.layout.iter_loaders = iter_loaders
+
+    return Loop(table, composed.fns, ctx.data_loaders, {"train": train_step, "val": val_step}, scope=scope,
+                restorer=restorer, logger=ctx.logger, on_iter_loaders=keep, bad_outputs=bad_outputs)
+
+
 def _rescaled(restorer: Any, s: TrainState, table: TransitionTable, logger: logging.Logger) -> TrainState:
     """A mid-epoch state saved by another number of ranks, as a position on this run's ranks."""
     k = restorer.start_batches(s.inner_iter)
@@ -332,221 +309,7 @@ def _rescaled(restorer: Any, s: TrainState, table: TransitionTable, logger: logg
         "epoch continues after %d batches per rank (no sample twice; the rest of the epoch is sharded anew)",
         restorer.saved_world_size(), s.inner_iter, k,
     )
-    return _TS(s.epoch, s.iter, k, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
-
-
-class _Loop:
-    def __init__(
-        self, table: TransitionTable, composed: ComposedHooks, ctx: RunContext,
-        train_step: StepFn, val_step: StepFn, restorer: Any = None,
-    ) -> None:
-        self.restorer = restorer
-        self.table = table
-        self.composed = composed
-        self.ctx = ctx
-        self.fns = composed.fns
-        self.train_step = train_step
-        self.val_step = val_step
-        self.model = ctx.model if hasattr(ctx.model, "train") else None
-
-    def call(self, site: str, s: TrainState) -> TrainState:
-        fn = self.fns.get(site)
-        if fn is None:
-            return s
-        return fn(s)
-
-    def restore_hooks(self) -> None:
-        if self.restorer is not None:
-            self.restorer.load_hooks()
-
-    def restore_rng(self) -> None:
-        if self.restorer is not None:
-            self.restorer.load_rng()
-            self.restorer = None
-
-
-class _EpochLoop(_Loop):
-    def run(self, s: TrainState) -> TrainState:
-        table, loaders = self.table, self.ctx.data_loaders
-        s = self.call("before_run", s)
-        self.restore_hooks()
-        # A train state with inner_iter = k > 0 is a mid-epoch position: k batches are done.
-        start = s.inner_iter if s.phase >= 0 and table.workflow[s.phase][0] == "train" else 0
-        if not start:
-            self.restore_rng()
-        if s.phase == START and not s.stop:
-            s = transition(table, s, "start")
-        while s.phase != END and not s.stop:
-            mode = table.workflow[s.phase][0]
-            if mode == "train":
-                s = self.train_epoch(s, loaders[s.phase], start)
-                start = 0
-            else:
-                with torch.no_grad():
-                    s = self.val_epoch(s, loaders[s.phase])
-            if not s.stop:
-                s = transition(table, s, "done")
-        return self.call("after_run", s)
-
-    def train_epoch(self, s: TrainState, loader: Iterable[Any], start: int = 0) -> TrainState:
-        if start:
-            seekable = set_data_position(loader, s.epoch, start)
-        else:
-            set_sampler_epoch(loader, s.epoch)
-            seekable = False
-        if self.model is not None:
-            self.model.train()
-        if start:  # resuming inside the epoch: before_train_epoch already ran before the save
-            s = _TS(s.epoch, s.iter, start - 1, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
-        else:
-            s = self.call("before_train_epoch", s)
-            if s.stop:
-                return s
-        bti, ati, step = self.fns["before_train_iter"], self.fns["after_train_iter"], self.train_step
-        it = s.iter
-        batches = iter(loader)
-        if start:
-            if not seekable:
-                skip_batches(batches, start, loader, self.ctx.logger)
-            # After iter(): a DataLoader without generator= draws its worker seed from the global RNG.
-            self.restore_rng()
-        for i, batch in enumerate(batches, start):
-            if bti is not None:
-                s = bti(_TS(s.epoch, it, i, "train", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
-                if s.stop:  # the iteration does not run; iter stays the count of those done
-                    return s
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
-            else:
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, it, i, "train", out, s.phase, s.phase_done, s.stop, s.hook_states)
-            if ati is not None:
-                s = ati(s)
-            it = s.iter + 1
-            if s.stop:
-                return _TS(s.epoch, it, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
-        s = _TS(s.epoch, it, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
-        s = self.call("after_train_epoch", s)
-        return _TS(s.epoch + 1, s.iter, s.inner_iter, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
-
-    def val_epoch(self, s: TrainState, loader: Iterable[Any]) -> TrainState:
-        if self.model is not None:
-            self.model.eval()
-        s = self.call("before_val_epoch", s)
-        if s.stop:
-            return s
-        bvi, avi, step = self.fns["before_val_iter"], self.fns["after_val_iter"], self.val_step
-        for i, batch in enumerate(loader):
-            if bvi is not None:
-                s = bvi(_TS(s.epoch, s.iter, i, "val", s.outputs, s.phase, s.phase_done, s.stop, s.hook_states))
-                if s.stop:
-                    return s
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
-            else:
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, s.iter, i, "val", out, s.phase, s.phase_done, s.stop, s.hook_states)
-            if avi is not None:
-                s = avi(s)
-            if s.stop:
-                return s
-        return self.call("after_val_epoch", s)
-
-
-class _IterLoop(_Loop):
-    def run(self, s: TrainState) -> TrainState:
-        table = self.table
-        positions = self.restorer.iter_positions() if self.restorer is not None else None
-        if positions is not None:  # resuming: every loader continues where it was
-            pairs = zip(self.ctx.data_loaders, positions, strict=True)
-            iter_loaders = [IterLoader.at(x, e, i, self.ctx.logger) for x, (e, i) in pairs]
-        else:  # a state given without loader positions: train loaders start at the state's pass
-            iter_loaders = [
-                IterLoader(x, s.epoch if mode == "train" else 0)
-                for x, (mode, _) in zip(self.ctx.data_loaders, table.workflow, strict=True)
-            ]
-        self.ctx.layout.iter_loaders = iter_loaders
-        s = self.call("before_run", s)
-        if not s.stop:
-            s = self.call("before_epoch", s)
-        self.restore_hooks()
-        self.restore_rng()
-        if s.phase == START and not s.stop:
-            s = transition(table, s, "start")
-        while s.phase != END and not s.stop:
-            n = run_length(table, s)
-            if table.workflow[s.phase][0] == "train":
-                s = self.train_segment(s, iter_loaders[s.phase], n)
-            else:
-                with torch.no_grad():
-                    s = self.val_segment(s, iter_loaders[s.phase], n)
-            if not s.stop:
-                s = transition(table, s, "done")
-        s = self.call("after_epoch", s)
-        return self.call("after_run", s)
-
-    def train_segment(self, s: TrainState, loader: IterLoader, n: int) -> TrainState:
-        if self.model is not None:
-            self.model.train()
-        bti, ati, step = self.fns["before_train_iter"], self.fns["after_train_iter"], self.train_step
-        it, inner, d0 = s.iter, s.inner_iter, s.phase_done
-        for k in range(n):
-            epoch = loader.epoch
-            batch = next(loader)
-            if bti is not None:
-                s = bti(_TS(epoch, it, inner, "train", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
-                if s.stop:  # the iteration does not run
-                    return s
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
-            else:
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(epoch, it, inner, "train", out, s.phase, d0 + k, s.stop, s.hook_states)
-            if ati is not None:
-                s = ati(s)
-            it, inner = s.iter + 1, s.inner_iter + 1
-            if s.stop:
-                break
-        return _TS(s.epoch, it, inner, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
-
-    def val_segment(self, s: TrainState, loader: IterLoader, n: int) -> TrainState:
-        if self.model is not None:
-            self.model.eval()
-        bvi, avi, step = self.fns["before_val_iter"], self.fns["after_val_iter"], self.val_step
-        inner, d0 = s.inner_iter, s.phase_done
-        for k in range(n):
-            batch = next(loader)
-            if bvi is not None:
-                s = bvi(_TS(s.epoch, s.iter, inner, "val", s.outputs, s.phase, d0 + k, s.stop, s.hook_states))
-                if s.stop:
-                    return s
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, s.stop, s.hook_states)
-            else:
-                out = step(batch)
-                if out.__class__ is not dict:
-                    out = bad_outputs(step, out)
-                s = _TS(s.epoch, s.iter, inner, "val", out, s.phase, d0 + k, s.stop, s.hook_states)
-            if avi is not None:
-                s = avi(s)
-            inner = s.inner_iter + 1
-            if s.stop:
-                break
-        return _TS(s.epoch, s.iter, inner, s.mode, s.outputs, s.phase, s.phase_done, s.stop, s.hook_states)
+    return attrs.evolve(s, inner_iter=k)
 
 
 __all__ = ["HookFn", "HookLike", "run"]

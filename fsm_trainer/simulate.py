@@ -18,10 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import attrs
-
+from fsm_trainer.errors import WorkflowError
+from fsm_trainer.loop import Loop, lengths_as_loaders, no_step, record_points
 from fsm_trainer.state import TrainState
-from fsm_trainer.transitions import END, START, TransitionTable, run_length, transition
+from fsm_trainer.transitions import TransitionTable
+
+_EPOCH_POINTS = ("before_run", "before_train_epoch", "before_train_iter", "after_train_iter", "after_train_epoch",
+                 "before_val_epoch", "before_val_iter", "after_val_iter", "after_val_epoch", "after_run")
+_ITER_POINTS = ("before_run", "before_epoch", "before_train_iter", "after_train_iter", "before_val_iter",
+                "after_val_iter", "after_epoch", "after_run")
 
 
 def simulate(
@@ -29,62 +34,24 @@ def simulate(
 ) -> Iterator[tuple[str, TrainState]]:
     """Yield every hook point of a run of ``table`` and the state a hook would see there.
 
+    It is :class:`fsm_trainer.loop.Loop`, the loop :func:`fsm_trainer.run` drives, run with
+    loaders of the given lengths, steps that do nothing and a recording hook at every point.
+
     Args:
         table: the compiled workflow.
         loader_lens: the number of batches of each workflow entry's loader (> 0 for
             iter-based tables, whose loaders cycle).
-        state: where to start (default: a new run).
+        state: where to start (default: a new run); a position inside an epoch-based train
+            epoch continues that epoch, as a resumed run does.
     """
     if len(loader_lens) != len(table.workflow):
         msg = f"got {len(loader_lens)} loader lengths for {len(table.workflow)} workflow entries"
-        raise ValueError(msg)
-    s = TrainState() if state is None else state
-    yield "before_run", s
-    if table.by == "epoch":
-        yield from _epoch(table, loader_lens, s)
-    else:
-        yield from _iter(table, loader_lens, s)
-
-
-def _epoch(table: TransitionTable, lens: Sequence[int], s: TrainState) -> Iterator[tuple[str, TrainState]]:
-    if s.phase == START:
-        s = transition(table, s, "start")
-    while s.phase != END:
-        mode = table.workflow[s.phase][0]
-        yield f"before_{mode}_epoch", s
-        for i in range(lens[s.phase]):
-            s = attrs.evolve(s, inner_iter=i)
-            yield f"before_{mode}_iter", s
-            yield f"after_{mode}_iter", s
-            if mode == "train":
-                s = attrs.evolve(s, iter=s.iter + 1)
-        yield f"after_{mode}_epoch", s
-        if mode == "train":
-            s = attrs.evolve(s, epoch=s.epoch + 1)
-        s = transition(table, s, "done")
-    yield "after_run", s
-
-
-def _iter(table: TransitionTable, lens: Sequence[int], s: TrainState) -> Iterator[tuple[str, TrainState]]:
-    fetched = [0] * len(lens)  # batches drawn from each loader
-    passes = [s.epoch if m == "train" else 0 for m, _ in table.workflow]
-    yield "before_epoch", s
-    if s.phase == START:
-        s = transition(table, s, "start")
-    while s.phase != END:
-        j = s.phase
-        mode = table.workflow[j][0]
-        d0 = s.phase_done
-        for k in range(run_length(table, s)):
-            epoch = passes[j] if mode == "train" else s.epoch
-            if fetched[j] == lens[j]:  # the loader wraps while fetching this batch
-                fetched[j] = 0
-                passes[j] += 1
-            fetched[j] += 1
-            s = attrs.evolve(s, epoch=epoch, phase_done=d0 + k)
-            yield f"before_{mode}_iter", s
-            yield f"after_{mode}_iter", s
-            s = attrs.evolve(s, inner_iter=s.inner_iter + 1, iter=s.iter + (mode == "train"))
-        s = transition(table, s, "done")
-    yield "after_epoch", s
-    yield "after_run", s
+        raise WorkflowError(msg)
+    if table.by == "iter" and any(n <= 0 for n in loader_lens):
+        msg = f"an iter-based run's loaders cycle: every length must be > 0, got {list(loader_lens)}"
+        raise WorkflowError(msg)
+    trace: list[tuple[str, TrainState]] = []
+    fns = record_points(_EPOCH_POINTS if table.by == "epoch" else _ITER_POINTS, trace)
+    Loop(table, fns, lengths_as_loaders(loader_lens), {"train": no_step, "val": no_step}).run(
+        TrainState() if state is None else state)
+    return iter(trace)

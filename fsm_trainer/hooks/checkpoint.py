@@ -46,18 +46,13 @@ from typing import Any
 from fsm_trainer import rng
 from fsm_trainer.checkpoint import _fault, cleanup_stale, remove_checkpoint, save_snapshot, to_remove
 from fsm_trainer.context import RunContext
+from fsm_trainer.counters import resume_position
 from fsm_trainer.data import ignore_stop_signals_in_workers
 from fsm_trainer.dist import any_rank, get_dist_info
 from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
 from fsm_trainer.priority import Priority
-from fsm_trainer.state import TrainState, make_state
-from fsm_trainer.transitions import transition
-
-
-def _slim(outputs: Any) -> dict[str, Any]:
-    # A saved state keeps what was logged, not loss tensors or predictions.
-    return {k: outputs[k] for k in ("log_vars", "num_samples") if k in outputs}
+from fsm_trainer.state import TrainState
 
 
 def checkpoint_hook(
@@ -165,40 +160,28 @@ def checkpoint_hook(
             path = write(at, ckpt_name(at))
             return stop(s, path) if caught else s
 
-        def mid(s: TrainState, d: int) -> TrainState:
-            # The position after this train iteration (before the runner advanced the counters).
+        def resume_at(s: TrainState, point: str) -> Callable[[], TrainState]:
             # A stop asked for at this point ends this process, not the run resumed from here.
-            return make_state(s.epoch, s.iter + d, s.inner_iter + 1, s.mode, _slim(s.outputs), s.phase,
-                              s.phase_done, False, s.hook_states)
+            return lambda: resume_position(table, s, point)
 
         if table.by == "epoch":
 
             def write_train_iter(s: TrainState) -> TrainState:
-                return finish(s, lambda: mid(s, 1), lambda a: f"iter_{a.iter}")
+                return finish(s, resume_at(s, "after_train_iter"), lambda a: f"iter_{a.iter}")
 
             def write_train_epoch(s: TrainState) -> TrainState:
-                def at() -> TrainState:
-                    nxt = make_state(s.epoch + 1, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
-                                     s.phase_done, False, s.hook_states)
-                    return transition(table, nxt, "done")
-
-                return finish(s, at, lambda a: f"epoch_{s.epoch + 1}")
+                return finish(s, resume_at(s, "after_train_epoch"), lambda a: f"epoch_{s.epoch + 1}")
 
             def write_val_epoch(s: TrainState) -> TrainState:
-                def at() -> TrainState:
-                    nxt = make_state(s.epoch, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
-                                     s.phase_done, False, s.hook_states)
-                    return transition(table, nxt, "done")
-
-                return finish(s, at, lambda a: f"epoch_{s.epoch}" if per_epoch else f"iter_{s.iter}")
+                return finish(s, resume_at(s, "after_val_epoch"),
+                              lambda a: f"epoch_{s.epoch}" if per_epoch else f"iter_{s.iter}")
 
             # A val epoch is not resumed in the middle: a signal during one saves the position
             # (and RNG states) its start had, and the resumed run repeats that val epoch.
             val_start: list[Any] = [None]
 
             def mark_val_start(s: TrainState) -> TrainState:
-                val_start[0] = (make_state(s.epoch, s.iter, s.inner_iter, s.mode, _slim(s.outputs), s.phase,
-                                           s.phase_done, False, s.hook_states), rng.capture())
+                val_start[0] = (resume_position(table, s, "before_val_epoch"), rng.capture())
                 return s
 
             def write_val_iter(s: TrainState) -> TrainState:
@@ -216,12 +199,11 @@ def checkpoint_hook(
                 extra.append(Hook(f"{name}.val_start", Priority.HIGHEST, {"before_val_epoch": mark_val_start}))
         else:
 
-            def iter_at(s: TrainState, d: int) -> TrainState:
-                return transition(table, mid(s, d), "done")
-
-            writer_on = {"after_train_iter": lambda s: finish(s, lambda: iter_at(s, 1), lambda a: f"iter_{a.iter}")}
+            writer_on = {"after_train_iter": lambda s: finish(s, resume_at(s, "after_train_iter"),
+                                                              lambda a: f"iter_{a.iter}")}
             if preempt and "val" in table.reachable_modes():
-                writer_on["after_val_iter"] = lambda s: finish(s, lambda: iter_at(s, 0), lambda a: f"iter_{a.iter}")
+                writer_on["after_val_iter"] = lambda s: finish(s, resume_at(s, "after_val_iter"),
+                                                               lambda a: f"iter_{a.iter}")
 
         # ------------------------------------------------ signals
 

@@ -46,8 +46,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import attrs
 import torch
 
+from fsm_trainer import counters
 from fsm_trainer.checkpoint import remove_checkpoint, save_snapshot
 from fsm_trainer.context import RunContext
 from fsm_trainer.dist import broadcast_object, collect_outputs, collect_results, get_dist_info, loader_num_replicas
@@ -56,8 +58,7 @@ from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
 from fsm_trainer.hooks.logger_base import EVAL_ITER_KEY, flush_loggers
 from fsm_trainer.metrics import Metric, combine
 from fsm_trainer.priority import Priority
-from fsm_trainer.state import TrainState, make_state
-from fsm_trainer.transitions import transition
+from fsm_trainer.state import TrainState, plain_outputs
 
 GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc",
                 "AP", "AR", "PCK", "pcp", "hmean")
@@ -481,18 +482,15 @@ def eval_hook(
             ctx.logger.info("Best %s is %.4f at %d %s.", kept["key"], kept["best_score"], kept["best_at"], unit)
             return s
 
-        def slim(s: TrainState) -> dict[str, Any]:
-            return {k: s.outputs[k] for k in ("log_vars", "num_samples") if k in s.outputs}
-
         def after_epoch_state(s: TrainState) -> TrainState:
-            nxt = make_state(s.epoch + 1, s.iter, s.inner_iter, s.mode, slim(s), s.phase, s.phase_done, s.stop,
-                             s.hook_states)
-            return nxt if s.stop else transition(table, nxt, "done")
+            if s.stop:  # the run ends here: the position is not moved past this epoch
+                return counters.epoch_done(attrs.evolve(s, outputs=plain_outputs(s.outputs)))
+            return counters.resume_position(table, s, "after_train_epoch")
 
         def after_iter_state(s: TrainState) -> TrainState:
-            nxt = make_state(s.epoch, s.iter + 1, s.inner_iter + 1, s.mode, slim(s), s.phase, s.phase_done,
-                             s.stop, s.hook_states)
-            return nxt if s.stop or table.by == "epoch" else transition(table, nxt, "done")
+            if s.stop:
+                return counters.iteration_done(attrs.evolve(s, outputs=plain_outputs(s.outputs)))
+            return counters.resume_position(table, s, "after_train_iter")
 
         on: dict[str, HookFn]
         writer_on: dict[str, HookFn]

@@ -643,27 +643,11 @@ def checkpoint_name(filename: str) -> str:
 
 
 def resume_position(table: Any, s: TrainState, point: str | None) -> TrainState:
-    """The state to continue from when a checkpoint is saved at ``s`` (see :mod:`fsm_trainer.hooks.checkpoint`).
+    """The state to continue from when a checkpoint is saved at ``s`` during ``point``
+    (:func:`fsm_trainer.counters.resume_position`)."""
+    from fsm_trainer.counters import resume_position as position
 
-    At the end of a train epoch (``inner_iter + 1`` batches done in an epoch-based train
-    phase and the epoch point reached), the next epoch; inside a train phase, after the
-    current iteration; elsewhere, ``s`` itself.
-    """
-    from fsm_trainer.state import make_state, plain_outputs
-    from fsm_trainer.transitions import transition
-
-    out = plain_outputs(s.outputs)
-    if s.phase < 0 or s.mode != "train":
-        return make_state(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, False, s.hook_states)
-    if point == "after_train_epoch":
-        nxt = make_state(s.epoch + 1, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, False, s.hook_states)
-        return transition(table, nxt, "done")
-    if point == "after_train_iter":
-        d = 1
-        nxt = make_state(s.epoch, s.iter + d, s.inner_iter + 1, s.mode, out, s.phase, s.phase_done, False,
-                         s.hook_states)
-        return transition(table, nxt, "done") if table.by == "iter" else nxt
-    return make_state(s.epoch, s.iter, s.inner_iter, s.mode, out, s.phase, s.phase_done, False, s.hook_states)
+    return position(table, s, point)
 
 
 __all__ = [
