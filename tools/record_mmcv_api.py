@@ -8,6 +8,9 @@ for an epoch-based and an iter-based runner. Writes ``tests/golden/mmcv_api/gold
 
     /tmp/mmcvenv/bin/python tools/record_mmcv_api.py
 
+The ``.log.json`` records of the text logger are kept too, without the keys that measure
+time or memory (``time``, ``data_time``, ``memory``, ``eta``).
+
 :func:`scenario` only uses what it is given (``api``), so the same code runs on both.
 """
 import json
@@ -23,6 +26,9 @@ POINTS = ('before_run', 'after_run', 'before_epoch', 'after_epoch',
           'before_train_epoch', 'after_train_epoch', 'before_val_epoch',
           'after_val_epoch', 'before_train_iter', 'after_train_iter',
           'before_val_iter', 'after_val_iter')
+
+LOG_CONFIG = dict(interval=2, hooks=[dict(type='TextLoggerHook')])
+UNTIMED = ('time', 'data_time', 'memory', 'eta')
 
 
 class Net(torch.nn.Module):
@@ -98,18 +104,26 @@ def scenario(api, kind):
                      warmup_ratio=0.1),
                 dict(grad_clip=dict(max_norm=1.0)),
                 momentum_config=dict(policy='CosineAnnealing',
-                                     min_momentum_ratio=0.5))
+                                     min_momentum_ratio=0.5),
+                log_config=LOG_CONFIG)
             workflow = [('train', 2), ('val', 1)]
         else:
             runner = api.IterBasedRunner(model, optimizer=optimizer, work_dir=wd,
                                          logger=logger, max_iters=10)
             runner.register_training_hooks(
-                dict(policy=f'Halving{kind}'), dict(grad_clip=None))
+                dict(policy=f'Halving{kind}'), dict(grad_clip=None),
+                log_config=LOG_CONFIG)
             workflow = [('train', 4), ('val', 2)]
         runner.register_hook(Recorder())
         runner.register_hook(LrProbe(), priority='LOW')
         runner.run([loader, val_loader], workflow, scale=0.5)
+        records = []
+        for path in sorted(Path(wd).glob('*.log.json')):
+            for line in path.read_text().splitlines():
+                rec = json.loads(line)
+                records.append({k: v for k, v in rec.items() if k not in UNTIMED})
     return {
+        'log': records,
         'trace': trace,
         'lr': lrs,
         'weights': {k: v.flatten().tolist() for k, v in model.state_dict().items()},

@@ -386,16 +386,19 @@ class BaseRunner(RunnerView):
             raise MmcvCompatError(msg)
         if amp is not None:
             return amp.steps(model, opt, by=self.by)  # type: ignore[no-any-return]
+        # As mmcv 1.7.2: the epoch-based runner's val iterations get no kwargs, the iter-based
+        # runner's val_step gets them (without the optimizer).
         if bp is not None:
             return (lambda b: bp(model, b, train_mode=True, **kwargs),
-                    lambda b: bp(model, b, train_mode=False, **kwargs))
-        val = ((lambda b: model.val_step(b, opt, **kwargs)) if self.by == "epoch"
+                    lambda b: bp(model, b, train_mode=False, **(kwargs if self.by == "iter" else {})))
+        val = ((lambda b: model.val_step(b, opt)) if self.by == "epoch"
                else (lambda b: model.val_step(b, **kwargs)))
         return (lambda b: model.train_step(b, opt, **kwargs)), val
 
     def run(self, data_loaders: list[Any], workflow: list[tuple[str, int]], max_epochs: int | None = None,
             **kwargs: Any) -> None:
-        """Run ``workflow`` with one loader per entry; ``kwargs`` reach ``train_step``/``val_step``."""
+        """Run ``workflow`` with one loader per entry; ``kwargs`` reach ``train_step`` (and, in the
+        iter-based runner, ``val_step``: mmcv's epoch-based runner calls ``val_step`` without them)."""
         if not isinstance(data_loaders, list):
             msg = f"data_loaders must be a list, got {type(data_loaders).__name__}"
             raise TypeError(msg)
