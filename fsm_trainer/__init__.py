@@ -2,8 +2,10 @@
 
 from typing import TYPE_CHECKING
 
+from fsm_trainer.errors import ArgumentTypeError as ArgumentTypeError
 from fsm_trainer.errors import FsmTrainerError as FsmTrainerError
 from fsm_trainer.errors import HookError as HookError
+from fsm_trainer.errors import MappingKeyError as MappingKeyError
 from fsm_trainer.errors import NoTransition as NoTransition
 from fsm_trainer.errors import WorkflowError as WorkflowError
 from fsm_trainer.hook import POINTS as POINTS
@@ -62,10 +64,12 @@ __all__ = [
     "END",
     "POINTS",
     "START",
+    "ArgumentTypeError",
     "CheckpointError",
     "FsmTrainerError",
     "Hook",
     "HookError",
+    "MappingKeyError",
     "NoTransition",
     "Priority",
     "ResumableSampler",

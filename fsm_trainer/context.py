@@ -26,6 +26,9 @@ class LogBus:
     buffer: LogBuffer | None = None
     """Made when a hook first asks for it; the run then feeds it every step's ``log_vars``."""
     loggers: list[str] = attrs.field(factory=list)
+    memory_mb: int | None = None
+    """With several ranks on CUDA: the peak allocated memory of the busiest rank (MB), taken by
+    every rank together when the loggers average (mmcv's text logger reduces it to rank 0)."""
 
 
 @attrs.define
@@ -70,6 +73,8 @@ class RunContext:
     timestamp: str = attrs.field(factory=lambda: time.strftime("%Y%m%d_%H%M%S"))
     parallel_model: Any = None
     """The DistributedDataParallel wrapper of ``model`` in a ``run(..., distributed=True)``."""
+    device: Any = None
+    """The ``torch.device`` the run trains on (``None``: nothing is moved, see ``run(device=...)``)."""
     logs: LogBus = attrs.field(factory=LogBus)
     ledger: CheckpointLedger = attrs.field(factory=CheckpointLedger)
     layout: RunLayout = attrs.field(factory=RunLayout)

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from fsm_trainer.errors import DataError
+
 
 class StopSignalsIgnored:
     """A DataLoader ``worker_init_fn``: the worker ignores SIGINT, and SIGTERM unless its loader's
@@ -201,6 +203,6 @@ class IterLoader:
                 batch = next(self._it)
             except StopIteration:
                 msg = f"loader {self.loader!r} yields no batches"
-                raise ValueError(msg) from None
+                raise DataError(msg) from None
         self.index += 1
         return batch

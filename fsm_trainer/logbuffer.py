@@ -38,7 +38,7 @@ def _is_tensor(v: Any) -> bool:
 
 
 class LogValueError(FsmTrainerError, ValueError):
-    """A logged tensor is not a single number."""
+    """A logged tensor is not a single number, or a log buffer got an invalid argument."""
 
 
 def materialize(pending: list[tuple[list[Any], int, str]]) -> None:
@@ -148,7 +148,7 @@ class LogBuffer:
         """Keep at least the latest ``n`` entries of every history (a reader averages over ``n``)."""
         if n <= 0:
             msg = f"n must be > 0, got {n}"
-            raise ValueError(msg)
+            raise LogValueError(msg)
         self._keep = max(self._keep, n)
 
     def clear(self) -> None:
@@ -197,7 +197,7 @@ class LogBuffer:
         """Average the latest ``n`` entries of every key (all of them when ``n == 0``)."""
         if n < 0:
             msg = f"n must be >= 0, got {n}"
-            raise ValueError(msg)
+            raise LogValueError(msg)
         self._materialize()  # before trimming: the pending entries' indices stay valid until then
         keep = max(self._keep, n) if n and self._keep else 0
         for key, hist in self._values.items():

@@ -62,10 +62,10 @@ def read_log(path: str | Path) -> Log:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         msg = f"{p}: not a UTF-8 text file (byte {exc.start}); expected an mmcv-style .log.json"
-        raise LogFileError(msg) from None
+        raise LogFileError(msg) from exc
     except OSError as exc:
         msg = f"{p}: cannot read: {exc.strerror or exc}"
-        raise LogFileError(msg) from None
+        raise LogFileError(msg) from exc
     meta: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -75,7 +75,7 @@ def read_log(path: str | Path) -> Log:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             msg = f"{p}:{i}: not JSON ({exc.msg}); expected an mmcv-style .log.json"
-            raise LogFileError(msg) from None
+            raise LogFileError(msg) from exc
         if not isinstance(rec, dict):
             msg = f"{p}:{i}: expected a JSON object, got {type(rec).__name__}"
             raise LogFileError(msg)
@@ -250,7 +250,7 @@ def plot_logs(paths: Sequence[str | Path], keys: Sequence[str], out: str | Path)
             fig.savefig(target)
         except OSError as exc:
             msg = f"--out {target}: cannot write: {exc.strerror or exc}"
-            raise LogFileError(msg) from None
+            raise LogFileError(msg) from exc
     finally:
         plt.close(fig)
     return target

@@ -64,6 +64,7 @@ from typing import Any
 
 from fsm_trainer import counters
 from fsm_trainer.data import IterLoader, set_data_position, set_sampler_epoch, skip_batches
+from fsm_trainer.errors import ArgumentTypeError
 from fsm_trainer.state import TrainState, make_state
 from fsm_trainer.transitions import END, START, TransitionTable, run_length, transition
 
@@ -98,7 +99,7 @@ _HEADERS = {
 
 def _default_bad_outputs(step: Any, out: Any) -> Any:
     msg = f"the step {step!r} returned {type(out).__name__}, not a dict"
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 @functools.cache

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from fsm_trainer.errors import MetricError
+
 Metric = Callable[[Any, Any], Mapping[str, float]]
 """``(outputs, targets) -> {name: value}``."""
 
@@ -36,7 +38,7 @@ def _check_scores(outputs: torch.Tensor, targets: torch.Tensor, what: str) -> No
             f"{what} needs class scores of shape (N, C) and labels of shape (N,); "
             f"got {tuple(outputs.shape)} and {tuple(targets.shape)}"
         )
-        raise ValueError(msg)
+        raise MetricError(msg)
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
@@ -51,7 +53,7 @@ def top_k_accuracy(k: int) -> Metric:
     """Top-``k`` accuracy: the fraction of rows whose label is among the ``k`` highest scores."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         msg = f"k must be a positive int, got {k!r}"
-        raise ValueError(msg)
+        raise MetricError(msg)
     key = f"top{k}_accuracy"
 
     def top_k(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
@@ -82,7 +84,10 @@ def get_metric(metric: str | Metric) -> Metric:
     >>> get_metric("f1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown metric 'f1'; built in: accuracy, cross_entropy, top<k> (e.g. top5), or pass a function ...
+    fsm_trainer.errors.MetricError: unknown metric 'f1'; built in: accuracy, cross_entropy, top<k> (e.g. top5), ...
+
+    Raises:
+        MetricError: ``metric`` is neither callable nor a built-in name.
     """
     if callable(metric):
         return metric
@@ -97,7 +102,7 @@ def get_metric(metric: str | Metric) -> Metric:
         f"unknown metric {metric!r}; built in: accuracy, cross_entropy, top<k> (e.g. top5), "
         "or pass a function (outputs, targets) -> dict"
     )
-    raise ValueError(msg)
+    raise MetricError(msg)
 
 
 def combine(metrics: str | Metric | Sequence[str | Metric]) -> Metric:
@@ -118,4 +123,4 @@ def combine(metrics: str | Metric | Sequence[str | Metric]) -> Metric:
     return combined
 
 
-__all__ = ["Metric", "accuracy", "combine", "cross_entropy", "get_metric", "top_k_accuracy"]
+__all__ = ["Metric", "MetricError", "accuracy", "combine", "cross_entropy", "get_metric", "top_k_accuracy"]

@@ -29,6 +29,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from fsm_trainer.errors import FsmTrainerError
+
 PARAMWISE_KEYS = (
     "custom_keys", "bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
     "dcn_offset_lr_mult", "bypass_duplicate",
@@ -38,7 +40,7 @@ CUSTOM_KEY_FIELDS = ("lr_mult", "decay_mult")
 _NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-class OptimizerConfigError(ValueError):
+class OptimizerConfigError(FsmTrainerError, ValueError):
     """An optimizer config is invalid: unknown type, key or value."""
 
 

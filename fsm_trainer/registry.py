@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from fsm_trainer.errors import FsmTrainerError
+from fsm_trainer.errors import ArgumentTypeError, FsmTrainerError, MappingKeyError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,7 +99,7 @@ def import_path(spec: str, path: str = "type") -> Any:
         obj: Any = import_module(module_name)
     except ImportError as exc:
         msg = f"{path}: cannot import module {module_name!r} ({exc})"
-        raise RegistryError(msg) from None
+        raise RegistryError(msg) from exc
     except (Exception, SystemExit) as exc:
         msg = f"{path}: importing module {module_name!r} raised {type(exc).__name__}: {exc}"
         raise RegistryError(msg) from exc
@@ -182,17 +182,18 @@ class Registry:
             obj: register this now instead of returning a decorator.
 
         Raises:
-            KeyError: the name is taken (and not ``force``).
+            MappingKeyError: the name is taken (and not ``force``); a ``KeyError``, as mmcv's.
+            ArgumentTypeError: the object is not callable.
         """
 
         def add(fn: F) -> F:
             if not callable(fn):
                 msg = f"{self.name} registry: {fn!r} is not callable"
-                raise TypeError(msg)
+                raise ArgumentTypeError(msg)
             key = name or fn.__name__
             if key in self and not force:
                 msg = f"{key!r} is already registered in the {self.name} registry; pass force=True to replace it"
-                raise KeyError(msg)
+                raise MappingKeyError(msg)
             self._lazy.pop(key, None)
             self._items[key] = fn
             return fn

@@ -33,6 +33,7 @@ from typing import Any
 
 import attrs
 
+from fsm_trainer.errors import WorkflowError
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -82,7 +83,7 @@ def replay(
 
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         msg = f"iters must be an int >= 0, got {iters!r}"
-        raise ValueError(msg)
+        raise WorkflowError(msg)
     path = Path(checkpoint)
     ck = load_checkpoint(path) if (path / "manifest.json").is_file() else resolve_resume(path, [])
     assert ck is not None

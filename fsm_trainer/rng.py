@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fsm_trainer.errors import RngStateError
+
 
 def capture() -> dict[str, Any]:
     """The state of the python, NumPy (legacy global), torch CPU and CUDA generators."""
@@ -70,56 +72,56 @@ def check(state: Any) -> None:
     >>> check({"python": {}})
     Traceback (most recent call last):
     ...
-    ValueError: expected the keys cuda, numpy, python, torch; got python
+    fsm_trainer.errors.RngStateError: expected the keys cuda, numpy, python, torch; got python
 
     Raises:
-        ValueError: naming the first part that is not as :func:`capture` writes it.
+        RngStateError: naming the first part that is not as :func:`capture` writes it.
     """
     if not isinstance(state, dict) or set(state) != {"python", "numpy", "torch", "cuda"}:
         got = ", ".join(sorted(map(str, state))) if isinstance(state, dict) else type(state).__name__
         msg = f"expected the keys cuda, numpy, python, torch; got {got}"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     py = state["python"]
     if not isinstance(py, dict) or set(py) != {"version", "state", "gauss_next"}:
         msg = "python: expected the keys version, state, gauss_next"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     words = py["state"]
     if (py["version"] != random.Random.VERSION or not isinstance(words, list) or len(words) != _WORDS + 1
             or not all(_is_int(w, 0, 2**32 - 1) for w in words[:-1]) or not _is_int(words[-1], 0, _WORDS)):
         msg = f"python: not a version {random.Random.VERSION} Mersenne Twister state ({_WORDS} words and a position)"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     if py["gauss_next"] is not None and not _is_number(py["gauss_next"]):
         msg = "python: gauss_next must be a number or null"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     n = state["numpy"]
     if not isinstance(n, dict) or set(n) != {"kind", "keys", "pos", "has_gauss", "cached_gaussian"}:
         msg = "numpy: expected the keys kind, keys, pos, has_gauss, cached_gaussian"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     keys = n["keys"]
     if (n["kind"] != "MT19937" or not isinstance(keys, list) or len(keys) != _WORDS
             or not all(_is_int(k, 0, 2**32 - 1) for k in keys) or not _is_int(n["pos"], 0, _WORDS)
             or not _is_int(n["has_gauss"], 0, 1) or not _is_number(n["cached_gaussian"])):
         msg = f"numpy: not an MT19937 state ({_WORDS} 32-bit keys, a position, a cached gaussian)"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     t = state["torch"]
     size = torch.get_rng_state().numel()
     if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or tuple(t.shape) != (size,):
         what = f"{t.dtype} tensor of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
         msg = f"torch: expected a uint8 tensor of shape ({size},), got a {what}"
-        raise ValueError(msg)
+        raise RngStateError(msg)
     cuda = state["cuda"]
     if not isinstance(cuda, list) or not all(
         isinstance(c, torch.Tensor) and c.dtype == torch.uint8 and c.dim() == 1 for c in cuda
     ):
         msg = "cuda: expected a list of one-dimensional uint8 tensors"
-        raise ValueError(msg)
+        raise RngStateError(msg)
 
 
 def restore(state: dict[str, Any]) -> None:
     """Set every generator :func:`capture` recorded back to its saved state.
 
     Raises:
-        ValueError: the saved CUDA states are for a different number of devices.
+        RngStateError: the saved CUDA states are for a different number of devices.
     """
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
@@ -133,5 +135,5 @@ def restore(state: dict[str, Any]) -> None:
         if not torch.cuda.is_available() or torch.cuda.device_count() != len(cuda):
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
             msg = f"the checkpoint holds RNG states of {len(cuda)} CUDA devices; this process sees {have}"
-            raise ValueError(msg)
+            raise RngStateError(msg)
         torch.cuda.set_rng_state_all(cuda)

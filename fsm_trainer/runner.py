@@ -20,7 +20,7 @@ import torch
 
 from fsm_trainer.context import RunContext
 from fsm_trainer.data import IterLoader
-from fsm_trainer.errors import HookError, WorkflowError
+from fsm_trainer.errors import ArgumentTypeError, HookError, WorkflowError
 from fsm_trainer.hook import ComposedHooks, Hook, HookFn, compose_hooks, reachable_only
 from fsm_trainer.loop import Loop
 from fsm_trainer.priority import Priority
@@ -182,7 +182,7 @@ def run(
         raise devices.DeviceError(msg)
     if not isinstance(state, TrainState):
         msg = f"state must be a TrainState, got {type(state).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     wd = Path(work_dir) if work_dir is not None else None
     stepped = model
     model = devices.unwrap_compiled(model)  # hooks and checkpoints see the plain module
@@ -202,12 +202,13 @@ def run(
         prepared = prepare(model, optimizer, data_loaders, table.workflow, log, strategy=strategy)
         parallel, optimizer = prepared.parallel, prepared.optimizer
     # The run's resources are fixed from here on (the optimizer is the one in use).
-    ctx = RunContext(table, data_loaders, model, optimizer, wd, log, dict(meta or {}), parallel_model=parallel)
+    ctx = RunContext(table, data_loaders, model, optimizer, wd, log, dict(meta or {}), parallel_model=parallel,
+                     device=dev)
     if train_step is None or val_step is None:
         if model is None and batch_processor is None:
             msg = ("give a model (with train_step/val_step, or with loss_fn), batch_processor, "
                    "or train_step= and val_step=")
-            raise TypeError(msg)
+            raise ArgumentTypeError(msg)
         made = make_steps(stepped, optimizer, loss_fn=loss_fn, batch_processor=batch_processor, by=table.by,
                           parallel=parallel)
         train_step = train_step or made[0]

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from fsm_trainer.errors import ArgumentTypeError, DataError, ProcessGroupError
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed for ``(seed, epoch)``; neighbouring pairs give unrelated seeds.
@@ -98,13 +100,13 @@ class ResumableSampler(Sampler[int]):
         n = data_source if isinstance(data_source, int) else len(data_source)
         if isinstance(n, bool) or n < 0:
             msg = f"data_source must have a length >= 0, got {n!r}"
-            raise ValueError(msg)
+            raise DataError(msg)
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 1:
             msg = f"num_replicas must be an int >= 1, got {num_replicas!r}"
-            raise ValueError(msg)
+            raise DataError(msg)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
             msg = f"rank must be an int in [0, {num_replicas}), got {rank!r}"
-            raise ValueError(msg)
+            raise DataError(msg)
         self.n = n
         self.seed = seed
         self.shuffle = shuffle
@@ -135,7 +137,7 @@ class ResumableSampler(Sampler[int]):
         """
         if start < 0:
             msg = f"start must be >= 0, got {start}"
-            raise ValueError(msg)
+            raise DataError(msg)
         self.epoch, self.start = epoch, min(start, self.num_samples)
         self._reseed()
 
@@ -231,14 +233,14 @@ def resumable_loader(
     for key in ("sampler", "batch_sampler", "generator", "shuffle"):
         if key in kwargs:
             msg = f"resumable_loader sets {key!r} itself; remove it from the arguments"
-            raise TypeError(msg)
+            raise ArgumentTypeError(msg)
     rank, world = 0, 1
     if distributed:
         from fsm_trainer.dist import get_dist_info, is_dist
 
         if not is_dist():
             msg = "resumable_loader(distributed=True) needs a process group: call fsm_trainer.dist.init_dist() first"
-            raise RuntimeError(msg)
+            raise ProcessGroupError(msg)
         rank, world = get_dist_info()
     g = torch.Generator()
     sampler = ResumableSampler(dataset, seed=seed, shuffle=shuffle, loader_generator=g, num_replicas=world, rank=rank,

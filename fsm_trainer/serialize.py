@@ -21,13 +21,14 @@ import cattrs
 import cattrs.v
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from fsm_trainer.errors import ArgumentTypeError, FsmTrainerError
 from fsm_trainer.state import TrainState
 from fsm_trainer.transitions import TransitionTable
 
 T = TypeVar("T")
 
 
-class StateFormatError(ValueError):
+class StateFormatError(FsmTrainerError, ValueError):
     """Data cannot be structured into the requested class; the message names every bad path."""
 
 
@@ -42,13 +43,13 @@ def _plain(value: Any) -> Any:
     if callable(tolist):
         return _plain(tolist())
     msg = f"cannot serialize {type(value).__name__} {value!r:.80}: use numbers, strings, lists or dicts"
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 def _mapping(value: Any, _: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         msg = f"expected a mapping, got {type(value).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return dict(value)
 
 
@@ -56,7 +57,7 @@ def strict_int(value: Any, _: Any) -> int:
     """Structure hook: an int, never a bool, float or numeric string (cattrs would coerce)."""
     if isinstance(value, bool) or not isinstance(value, int):
         msg = f"expected an int, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return value
 
 
@@ -64,7 +65,7 @@ def strict_float(value: Any, _: Any) -> float:
     """Structure hook: an int or float, never a bool or a string."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         msg = f"expected a number, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return value
 
 
@@ -72,7 +73,7 @@ def strict_str(value: Any, _: Any) -> str:
     """Structure hook: a string, never a number turned into one."""
     if not isinstance(value, str):
         msg = f"expected a string, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return value
 
 
@@ -80,7 +81,7 @@ def strict_bool(value: Any, _: Any) -> bool:
     """Structure hook: a bool, never 0/1 or a string."""
     if not isinstance(value, bool):
         msg = f"expected true or false, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return value
 
 

@@ -17,11 +17,13 @@ from typing import Any
 
 import torch
 
+from fsm_trainer.errors import ArgumentTypeError
+
 StepFn = Callable[[Any], Mapping[str, Any]]
 
 
 def bad_outputs(step: Any, out: Any) -> Mapping[str, Any]:
-    """Return ``out`` if it is a mapping, else raise a TypeError naming ``step``.
+    """Return ``out`` if it is a mapping, else raise an :class:`~fsm_trainer.errors.ArgumentTypeError` naming ``step``.
 
     The runner calls it only when a step returned something other than a plain ``dict``.
     """
@@ -32,7 +34,7 @@ def bad_outputs(step: Any, out: Any) -> Mapping[str, Any]:
         f"step function {name} must return a dict with 'loss', 'log_vars' and 'num_samples', "
         f"got {type(out).__name__}: {out!r:.200}"
     )
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 def _named(name: str, fn: StepFn) -> StepFn:
@@ -51,9 +53,9 @@ def loss_fn_step(
     def step(batch: Any) -> dict[str, Any]:
         try:
             x, y = batch
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as exc:  # its message says how the unpacking failed
             msg = f"with loss_fn, a batch must be an (inputs, targets) pair, got {type(batch).__name__}"
-            raise TypeError(msg) from None
+            raise ArgumentTypeError(msg) from exc
         loss = loss_fn(model(x), y)
         return {"loss": loss, "log_vars": {"loss": loss.detach()}, "num_samples": len(x)}
 
@@ -83,7 +85,7 @@ def make_steps(
     ``model`` itself, with no collective.
 
     Raises:
-        TypeError: when none of the three applies.
+        ArgumentTypeError: when none of the three applies.
     """
     fwd = model if parallel is None else parallel
     if batch_processor is not None:
@@ -98,7 +100,7 @@ def make_steps(
     elif loss_fn is not None:
         if not isinstance(model, torch.nn.Module):
             msg = f"with loss_fn, model must be a torch.nn.Module, got {type(model).__name__}"
-            raise TypeError(msg)
+            raise ArgumentTypeError(msg)
         train, val = loss_fn_step(fwd, loss_fn), loss_fn_step(model, loss_fn)
         names = ("loss_fn step (train)", "loss_fn step (val)")
     else:
@@ -106,5 +108,5 @@ def make_steps(
             f"model {type(model).__name__} has no train_step/val_step; give loss_fn= "
             "(a plain nn.Module and (inputs, targets) batches) or batch_processor="
         )
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return _named(names[0], train), _named(names[1], val)

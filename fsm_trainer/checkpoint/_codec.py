@@ -16,6 +16,7 @@ import torch
 
 from fsm_trainer.checkpoint._errors import CorruptCheckpointError
 from fsm_trainer.checkpoint._layout import TENSOR_FILE
+from fsm_trainer.errors import ArgumentTypeError
 
 
 def encode(obj: Any, path: str, tensors: dict[str, torch.Tensor], _seen: dict[Any, str] | None = None) -> Any:
@@ -24,7 +25,7 @@ def encode(obj: Any, path: str, tensors: dict[str, torch.Tensor], _seen: dict[An
     A tensor met twice (same storage, offset, shape, strides, dtype: tied weights) is stored once.
 
     Raises:
-        TypeError: naming the path of a value that is not data (a module, a function...).
+        ArgumentTypeError: naming the path of a value that is not data (a module, a function...).
     """
     seen = {} if _seen is None else _seen
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -57,7 +58,7 @@ def encode(obj: Any, path: str, tensors: dict[str, torch.Tensor], _seen: dict[An
         f"cannot store a {type(obj).__name__} at {path!r} in a checkpoint: state_dicts may hold "
         "None, bools, numbers, strings, lists, tuples, dicts, tensors and NumPy arrays"
     )
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 def _ndarray(value: Any) -> Any:

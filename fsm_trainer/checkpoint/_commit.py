@@ -149,7 +149,8 @@ def save_checkpoint(
         CheckpointWriteError: on any I/O error (disk full, file too large, read-only or
             forbidden directory...), naming the path; the temporary directory is removed and
             every previous checkpoint is left as it was.
-        TypeError: a state_dict holds a value the codec cannot store.
+        ArgumentTypeError: a state_dict holds a value the codec cannot store (a ``TypeError``).
+        CheckpointError: ``name`` is not a valid checkpoint name.
     """
     fault = faults or FAULTS
     directory = Path(directory)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from fsm_trainer.checkpoint._durable import _fsync_dir
+from fsm_trainer.checkpoint._errors import _read_error
 from fsm_trainer.checkpoint._layout import (
     _DISPLACED,
     _NAME,
@@ -73,13 +74,19 @@ def _or_displaced(path: Path) -> Path:
 
 
 def _follow_latest(path: Path) -> Path | None:
-    """The checkpoint a ``latest`` pointer file names, or ``None`` if ``path`` is not one."""
-    if path.stat().st_size > 256:
-        return None
+    """The checkpoint a ``latest`` pointer file names, or ``None`` if ``path`` is not one.
+
+    Raises:
+        CheckpointError: ``path`` cannot be read (the ``OSError`` is its ``__cause__``).
+    """
     try:
+        if path.stat().st_size > 256:
+            return None
         name = path.read_text(encoding="ascii").strip()
     except (UnicodeDecodeError, ValueError):
         return None
+    except OSError as exc:
+        raise _read_error(path, exc) from exc
     if not _NAME.match(name) or name == LATEST:
         return None
     return path.parent / name

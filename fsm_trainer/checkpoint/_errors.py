@@ -6,7 +6,7 @@ from fsm_trainer.errors import FsmTrainerError
 
 
 class CheckpointError(FsmTrainerError, ValueError):
-    """A checkpoint cannot be used; the message names the path and the failed check."""
+    """A checkpoint cannot be used (or named as asked); the message names the path and the failed check."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -27,3 +27,8 @@ class CheckpointMismatchError(CheckpointError):
 
 class CheckpointWriteError(FsmTrainerError, OSError):
     """Writing a checkpoint failed (disk full, permissions...); previous checkpoints are intact."""
+
+
+def _read_error(path: object, exc: OSError) -> CheckpointError:
+    """The error for a checkpoint file that exists but cannot be read; raise it ``from exc``."""
+    return CheckpointError(f"{path}: cannot read: {exc.strerror or exc}")

@@ -14,7 +14,12 @@ import torch
 from fsm_trainer.checkpoint import _validate
 from fsm_trainer.checkpoint._codec import decode
 from fsm_trainer.checkpoint._discovery import _follow_latest, _or_displaced
-from fsm_trainer.checkpoint._errors import CheckpointNotFoundError, CorruptCheckpointError, NotACheckpointError
+from fsm_trainer.checkpoint._errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    NotACheckpointError,
+    _read_error,
+)
 from fsm_trainer.checkpoint._layout import (
     _HASHERS,
     CHECKSUMS,
@@ -72,13 +77,17 @@ def _not_a_checkpoint(path: Path) -> NotACheckpointError:
 
 def _read_manifest(path: Path) -> dict[str, Any]:
     mpath = path / MANIFEST
-    if not mpath.is_file():
+    if not mpath.exists():
         msg = f"{path}: no {MANIFEST}, so this is not a committed fsm_trainer checkpoint"
         raise NotACheckpointError(msg) if path.is_dir() else CheckpointNotFoundError(msg)
-    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+    try:
+        too_big = mpath.stat().st_size > MAX_MANIFEST_BYTES
+        raw = b"" if too_big else mpath.read_bytes()
+    except OSError as exc:
+        raise _read_error(mpath, exc) from exc
+    if too_big:
         msg = f"{mpath}: larger than {MAX_MANIFEST_BYTES} bytes"
         raise CorruptCheckpointError(msg)
-    raw = mpath.read_bytes()
     manifest = _json(raw, str(mpath))
     fmt = manifest.get("format") if isinstance(manifest, dict) else None
     if not isinstance(fmt, str) or fmt not in CHECKSUMS:
@@ -123,15 +132,18 @@ def _open_verified(path: Path, info: Mapping[str, Any], *, checksum: bool = True
     Hashing the mapping also faults its pages in, so the copy into the model that follows runs
     at memory speed: verification costs about the hash alone.
     """
-    if not path.is_file():
+    if not path.exists():
         msg = f"{path}: missing"
         raise CorruptCheckpointError(msg)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size != info["bytes"]:
-            msg = f"{path}: {size} bytes, the manifest says {info['bytes']} (truncated or replaced)"
-            raise CorruptCheckpointError(msg)
-        buf: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != info["bytes"]:
+                msg = f"{path}: {size} bytes, the manifest says {info['bytes']} (truncated or replaced)"
+                raise CorruptCheckpointError(msg)
+            buf: Any = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else b""
+    except OSError as exc:
+        raise _read_error(path, exc) from exc
     algo = "xxh3_128" if "xxh3_128" in info else "sha256"
     if checksum and _HASHERS[algo](buf).hexdigest() != info[algo]:
         msg = f"{path}: checksum ({algo}) does not match the manifest (the file was altered or corrupted)"
@@ -168,6 +180,7 @@ def load_checkpoint(path: str | Path, *, checksum: bool = True) -> Checkpoint:
         NotACheckpointError: ``path`` is some other file (a pickle is refused, never opened
             with pickle).
         CorruptCheckpointError: a size, checksum, format, schema or range check failed.
+        CheckpointError: a file is there but cannot be read (the ``OSError`` is its ``__cause__``).
     """
     path = _or_displaced(Path(path))
     if not path.exists():

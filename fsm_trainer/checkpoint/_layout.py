@@ -13,7 +13,7 @@ from typing import Any
 
 import xxhash
 
-from fsm_trainer.checkpoint._errors import CorruptCheckpointError
+from fsm_trainer.checkpoint._errors import CheckpointError, CorruptCheckpointError
 
 FORMAT = "fsm_trainer.checkpoint/2"
 """The ``format`` written in every manifest; a reader refuses any value not in :data:`CHECKSUMS`."""
@@ -41,7 +41,7 @@ _DISPLACED = re.compile(r"^([A-Za-z0-9_\-]+)\.old-[0-9a-f]+$")
 def _check_name(name: str) -> None:
     if not _NAME.match(name) or name == LATEST:
         msg = f"checkpoint name {name!r} must be letters, digits, '_' or '-' (and not {LATEST!r})"
-        raise ValueError(msg)
+        raise CheckpointError(msg)
 
 
 def _canonical(obj: Any) -> bytes:
@@ -53,7 +53,7 @@ def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for k, v in pairs:
         if k in out:
             msg = f"duplicate key {k!r}"
-            raise ValueError(msg)
+            raise CorruptCheckpointError(msg)
         out[k] = v
     return out
 

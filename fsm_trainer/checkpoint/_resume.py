@@ -281,9 +281,10 @@ class Restorer:
             if h.name in saved:
                 try:
                     h.load_state_dict(saved.pop(h.name))
-                except FsmTrainerError:
+                except CheckpointError:
                     raise
-                except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+                except (FsmTrainerError, KeyError, IndexError, TypeError, ValueError, AttributeError,
+                        RuntimeError) as exc:
                     msg = f"{self.ckpt.path / STATE_FILE}: hook {h.name!r} cannot load its saved state: {exc}"
                     raise CorruptCheckpointError(msg) from exc
             else:

@@ -12,6 +12,7 @@ import torch
 
 from fsm_trainer.checkpoint._errors import CorruptCheckpointError
 from fsm_trainer.checkpoint._layout import _HASHERS, MAX_HEADER_BYTES, MAX_INT, _json
+from fsm_trainer.errors import ArgumentTypeError
 
 _DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -50,11 +51,11 @@ def _raw(t: torch.Tensor) -> memoryview:
 
 
 def _check_dtypes(tensors: Mapping[str, torch.Tensor]) -> None:
-    """Raise TypeError naming the first tensor safetensors cannot store."""
+    """Raise :class:`~fsm_trainer.errors.ArgumentTypeError` naming the first tensor safetensors cannot store."""
     for name, t in tensors.items():
         if t.dtype not in _DTYPES:
             msg = f"cannot store tensor {name!r} of dtype {t.dtype} in safetensors"
-            raise TypeError(msg)
+            raise ArgumentTypeError(msg)
 
 
 def _write_safetensors(f: Any, tensors: Mapping[str, torch.Tensor], digest: _Digest,

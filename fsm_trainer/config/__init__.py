@@ -78,7 +78,8 @@ def load(path: str | Path, options: Iterable[str] | Mapping[str, Any] = ()) -> T
         return from_dict(load_config(path, options))
     except ConfigError as exc:
         if exc.source is None:
-            raise ConfigError(exc.errors, str(path)) from None
+            # The same errors, now naming the file; what caused them (an OSError...) stays the cause.
+            raise ConfigError(exc.errors, str(path)) from exc.__cause__
         raise
 
 

@@ -41,7 +41,7 @@ from fsm_trainer.config import values
 from fsm_trainer.config.loader import ConfigError
 from fsm_trainer.config.schema import TrainConfig, check_type, unstructure_config
 from fsm_trainer.config.values import blame
-from fsm_trainer.errors import FsmTrainerError
+from fsm_trainer.errors import ArgumentTypeError, FsmTrainerError
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import get_priority
 from fsm_trainer.registry import (
@@ -698,7 +698,7 @@ def with_priority(made: Any, priority: int | None) -> Any:
 
         return factory
     msg = f"a hook builder returned {made!r}, not a Hook, a list of Hooks or a factory"
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 @attrs.define

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.errors import DataError, HookError
 from fsm_trainer.hook import Hook
 from fsm_trainer.hooks.checkpoint import checkpoint_hook
 from fsm_trainer.hooks.optimizer import Amp, optimizer_hook
@@ -38,10 +39,10 @@ class DigitsDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __init__(self, split: str = "train", seed: int = 0, val_fraction: float = 0.2) -> None:
         if split not in ("train", "val"):
             msg = f"split must be 'train' or 'val', got {split!r}"
-            raise ValueError(msg)
+            raise DataError(msg)
         if not 0 < val_fraction < 1:
             msg = f"val_fraction must be in (0, 1), got {val_fraction!r}"
-            raise ValueError(msg)
+            raise DataError(msg)
         from fsm_trainer.examples.digits import load_digits_split
 
         train, val = load_digits_split(seed, val_fraction)
@@ -147,7 +148,7 @@ UNSUPPORTED_LOGGERS: dict[str, str] = {
 
 
 def unsupported_logger(kind: str) -> Callable[..., Any]:
-    """A hook builder for ``kind`` that refuses with a message (a config error naming the hook)."""
+    """A hook builder for ``kind`` that refuses with a :class:`~fsm_trainer.errors.HookError` naming the hook."""
     service = UNSUPPORTED_LOGGERS[kind]
 
     def build(**kwargs: Any) -> Any:
@@ -155,7 +156,7 @@ def unsupported_logger(kind: str) -> Callable[..., Any]:
                        else "TextLoggerHook, TensorboardLoggerHook, MlflowLoggerHook or WandbLoggerHook")
         msg = (f"{kind} ({service}) is not supported by fsm_trainer; use {alternative}, or register your own "
                f"logger as {kind} in fsm_trainer.registry.HOOKS (fsm_trainer.hooks.logger_hook)")
-        raise ValueError(msg)
+        raise HookError(msg)
 
     build.__name__ = kind
     return build

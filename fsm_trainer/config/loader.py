@@ -104,7 +104,7 @@ def _exec_python(text: str, path: Path) -> dict[str, Any]:
         code = compile(text, str(path), "exec")
     except SyntaxError as exc:
         msg = f"{path}:{exc.lineno}: syntax error: {exc.msg}"
-        raise ConfigError(msg) from None
+        raise ConfigError(msg) from exc
     try:
         exec(code, namespace)
     except SystemExit as exc:
@@ -146,27 +146,28 @@ def _parse(text: str, path: Path) -> Any:
         raise
     except Exception as exc:
         msg = f"{path}: cannot parse {suffix[1:].upper()}: {exc}"
-        raise ConfigError(msg) from None
+        raise ConfigError(msg) from exc
 
 
 def read_text(path: Path) -> str:
     """The text of the config file ``path``, which must be UTF-8.
 
     Raises:
-        ConfigError: naming the file and the first byte that is not UTF-8, or why it cannot be read.
+        ConfigError: naming the file and the first byte that is not UTF-8, or why it cannot be read
+            (the ``OSError`` or ``UnicodeDecodeError`` is its ``__cause__``).
     """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         msg = f"{path}: cannot read the config file: {exc.strerror or exc}"
-        raise ConfigError(msg) from None
+        raise ConfigError(msg) from exc
     try:
         return raw.decode("utf-8-sig")  # a UTF-8 byte order mark is allowed, and dropped
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         msg = (f"{path}:{line}: the file is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
                "save it as UTF-8")
-        raise ConfigError(msg) from None
+        raise ConfigError(msg) from exc
 
 
 def load_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:

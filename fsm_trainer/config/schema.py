@@ -42,6 +42,7 @@ import cattrs.v
 from cattrs.errors import ForbiddenExtraKeysError
 
 from fsm_trainer.config.loader import ConfigError
+from fsm_trainer.errors import ArgumentTypeError
 from fsm_trainer.registry import did_you_mean
 from fsm_trainer.serialize import strict_bool, strict_float, strict_int, strict_str
 
@@ -163,7 +164,7 @@ IGNORED_KEYS = ("opencv_num_threads", "mp_start_method")
 def _mapping(value: Any, _: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         msg = f"expected a dict, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return dict(value)
 
 
@@ -228,7 +229,7 @@ def _union_hook_factory(t: Any) -> Any:
                 return converter.structure(value, m)  # errors inside a member keep their paths
         allowed = " or ".join(_describe_type(m) for m in members)
         msg = f"expected {allowed}, got {type(value).__name__} {value!r:.40}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
 
     return structure_union
 
@@ -240,7 +241,7 @@ def _literal_hook_factory(t: Any) -> Any:
         if value not in allowed or isinstance(value, bool) != any(isinstance(a, bool) for a in allowed):
             hint = did_you_mean(value, [a for a in allowed if isinstance(a, str)]) if isinstance(value, str) else ""
             msg = f"{value!r:.40} is not allowed{hint or ';'} allowed: {', '.join(map(repr, allowed))}"
-            raise ValueError(msg)
+            raise ValueError(msg)  # cattrs collects it with its key path; structure_config raises ConfigError
         return value
 
     return structure_literal

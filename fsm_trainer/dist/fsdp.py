@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fsm_trainer.dist.group import get_dist_info, is_dist
+from fsm_trainer.errors import ArgumentTypeError, DistError, ProcessGroupError
 
 
 def is_fsdp(model: Any) -> bool:
@@ -52,7 +53,7 @@ def rebuild_optimizer(optimizer: Any, names: Mapping[int, str], model: nn.Module
     parameters were replaced). A dict of optimizers is rebuilt one by one.
 
     Raises:
-        ValueError: the optimizer already has state (rebuilding would drop it), or holds a
+        DistError: the optimizer already has state (rebuilding would drop it), or holds a
             tensor that is not one of the model's parameters.
     """
     if optimizer is None:
@@ -63,15 +64,16 @@ def rebuild_optimizer(optimizer: Any, names: Mapping[int, str], model: nn.Module
         msg = ("FSDP replaces the model's parameters, so the optimizer is rebuilt on the sharded ones; this "
                "optimizer already has state (momentum...), which would be lost: give a fresh optimizer and "
                "restore its state with resume= instead")
-        raise ValueError(msg)
+        raise DistError(msg)
     new = dict(model.named_parameters())
     groups = []
     for i, g in enumerate(optimizer.param_groups):
         params = []
         for p in g["params"]:
             if id(p) not in names:
-                msg = f"optimizer param group {i} holds a tensor of shape {tuple(p.shape)} that is not a parameter of the model"
-                raise ValueError(msg)
+                msg = (f"optimizer param group {i} holds a tensor of shape {tuple(p.shape)} that is not a parameter "
+                       "of the model")
+                raise DistError(msg)
             params.append(new[names[id(p)]])
         groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": params})
     try:
@@ -83,10 +85,10 @@ def rebuild_optimizer(optimizer: Any, names: Mapping[int, str], model: nn.Module
 def _check_ready(model: Any, what: str) -> None:
     if not is_dist():
         msg = f"{what} needs a process group: call fsm_trainer.dist.init_dist() (under torchrun)"
-        raise RuntimeError(msg)
+        raise ProcessGroupError(msg)
     if not isinstance(model, nn.Module):
         msg = f"{what} needs model to be a torch.nn.Module, got {type(model).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
 
 
 def shard_model(model: nn.Module, optimizer: Any = None, *, modules: Sequence[type[nn.Module]] = ()) -> Any:
@@ -105,14 +107,14 @@ def shard_model(model: nn.Module, optimizer: Any = None, *, modules: Sequence[ty
     unsharded state dicts, so a checkpoint of a sharded run loads anywhere.
 
     Raises:
-        RuntimeError: no process group.
-        TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: see :func:`rebuild_optimizer`.
+        ProcessGroupError: no process group.
+        ArgumentTypeError: ``model`` is not an ``nn.Module``.
+        DistError: the model is already sharded; see :func:`rebuild_optimizer`.
     """
     _check_ready(model, "shard_model(model, ...)")
     if is_fsdp(model):
         msg = "the model is already sharded; give the optimizer built on its sharded parameters"
-        raise ValueError(msg)
+        raise DistError(msg)
     from torch.distributed.fsdp import fully_shard
 
     names = {id(p): n for n, p in model.named_parameters()}
@@ -191,7 +193,8 @@ def fsdp_state_dicts(model: nn.Module, optimizer: Any) -> tuple[dict[str, torch.
         groups, start = [], 0
         for g_saved, g in zip(fqn["param_groups"], o.param_groups, strict=True):
             n = len(g["params"])
-            groups.append({**{k: v for k, v in g_saved.items() if k != "params"}, "params": list(range(start, start + n))})
+            kept = {k: v for k, v in g_saved.items() if k != "params"}
+            groups.append({**kept, "params": list(range(start, start + n))})
             start += n
         return {"state": {index[k]: v for k, v in fqn["state"].items()}, "param_groups": groups}
 
@@ -225,7 +228,7 @@ def fsdp_load_optimizer(model: nn.Module, optimizer: Any, state_dict: Mapping[st
     if len(saved_groups) != len(optimizer.param_groups) or any(
             len(a["params"]) != len(b["params"]) for a, b in zip(saved_groups, optimizer.param_groups, strict=True)):
         msg = "the saved optimizer state has other parameter groups than this optimizer"
-        raise ValueError(msg)
+        raise DistError(msg)
     fqn: dict[str, Any] = {
         "state": {order[int(i)]: v for i, v in state_dict["state"].items()},
         "param_groups": [{**g, "params": [order[int(i)] for i in g["params"]]} for g in saved_groups],

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fsm_trainer.errors import DistError
+
 
 def is_dist() -> bool:
     """Whether a default process group is initialised."""
@@ -55,15 +57,15 @@ def init_dist(launcher: str = "pytorch", backend: str | None = None, timeout_s: 
         ``(rank, world_size)``.
 
     Raises:
-        ValueError: an unknown launcher, or the torchrun variables are missing.
+        DistError: an unknown launcher, or the torchrun variables are missing.
     """
     if launcher != "pytorch":
         msg = f"unknown launcher {launcher!r}; allowed: 'pytorch' (torchrun)"
-        raise ValueError(msg)
+        raise DistError(msg)
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         msg = f"launcher 'pytorch' needs torchrun's environment; missing {', '.join(missing)} (start with torchrun)"
-        raise ValueError(msg)
+        raise DistError(msg)
     if is_dist():
         return get_dist_info()
     use_cuda = torch.cuda.is_available()
@@ -92,12 +94,21 @@ def init_dist(launcher: str = "pytorch", backend: str | None = None, timeout_s: 
     return get_dist_info()
 
 
+def collective_device() -> torch.device:
+    """Where small tensors for a collective must live: CUDA's current device when the default
+    group's backend is NCCL only (NCCL has no CPU tensors), else the CPU."""
+    backend = str(dist.get_backend()) if is_dist() else "gloo"
+    if "nccl" in backend and "gloo" not in backend and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_mean(values: Mapping[str, float]) -> dict[str, float]:
     """Average scalar values over ranks (every rank must call it with the same keys)."""
     if not is_dist() or not values:
         return dict(values)
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     t /= dist.get_world_size()
     return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
@@ -163,9 +174,16 @@ def any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true on some rank (every rank must call it; ``flag`` alone without a group)."""
     if not is_dist():
         return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    return all_reduce_max(1 if flag else 0) > 0
+
+
+def all_reduce_max(value: int) -> int:
+    """The largest ``value`` over the ranks (every rank must call it; ``value`` alone without a group)."""
+    if not is_dist():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return int(t.item())
 
 
 def rescale_position(batches: int, old_world: int, new_world: int) -> int:

@@ -15,6 +15,7 @@ from torch import nn
 
 from fsm_trainer.dist.fsdp import _check_ready, is_fsdp, shard_model
 from fsm_trainer.dist.group import get_dist_info, is_dist
+from fsm_trainer.errors import DistError, ProcessGroupError
 
 
 class StepModule(nn.Module):
@@ -50,12 +51,12 @@ def wrap_model(
     """
     if not is_dist():
         msg = "wrap_model needs an initialised process group (call init_dist() under torchrun)"
-        raise RuntimeError(msg)
+        raise ProcessGroupError(msg)
     if fsdp:
         if optimizer is not None:
             msg = ("wrap_model(fsdp=True) cannot hand back the optimizer rebuilt on the sharded parameters; "
                    "use optimizer = fsm_trainer.dist.shard_model(model, optimizer)")
-            raise ValueError(msg)
+            raise DistError(msg)
         shard_model(model, None)
         return model
     inner: nn.Module = StepModule(model, optimizer) if hasattr(model, "train_step") else model
@@ -86,7 +87,7 @@ def check_strategy(distributed: Any) -> str | None:
     """``"ddp"``, ``"fsdp"`` or ``None`` (no data parallelism) for a ``distributed=`` value.
 
     Raises:
-        ValueError: any other value, naming the allowed ones.
+        DistError: any other value, naming the allowed ones.
     """
     if distributed is False or distributed is None:
         return None
@@ -95,7 +96,7 @@ def check_strategy(distributed: Any) -> str | None:
     if isinstance(distributed, str) and distributed.lower() in STRATEGIES:
         return distributed.lower()
     msg = f"distributed={distributed!r}; allowed: False, True (= 'ddp'), 'ddp', 'fsdp'"
-    raise ValueError(msg)
+    raise DistError(msg)
 
 
 @attrs.frozen
@@ -122,9 +123,9 @@ def prepare(
     read the whole dataset, and the ranks' batches would repeat each other).
 
     Raises:
-        RuntimeError: no process group (call :func:`init_dist` first).
-        TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: an unknown strategy; under FSDP, an optimizer with state.
+        ProcessGroupError: no process group (call :func:`init_dist` first).
+        ArgumentTypeError: ``model`` is not an ``nn.Module``.
+        DistError: an unknown strategy; under FSDP, an optimizer with state.
     """
     strategy = check_strategy(strategy) or "ddp"
     _check_ready(model, "run(..., distributed=...)")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fsm_trainer._lazy import lazy_exports
+from fsm_trainer.errors import HookError as HookError
 from fsm_trainer.hook import Hook
 
 # Factories named like their own module: bound now, so that importing the submodule later
@@ -79,7 +80,7 @@ def default_hooks(
 
 
 __all__ = [
-    "Amp", "checkpoint_hook", "closure_hook", "default_hooks", "early_stopping_hook", "ema_hook",
+    "Amp", "HookError", "checkpoint_hook", "closure_hook", "default_hooks", "early_stopping_hook", "ema_hook",
     "empty_cache_hook", "eval_hook", "iter_timer_hook", "logger_hook", "lr_updater", "mlflow_logger_hook",
     "momentum_updater", "nan_guard_hook", "optimizer_hook", "profiler_hook", "progress_bar_hook", "sync_buffers_hook",
     "tensorboard_logger_hook", "text_logger_hook", "trace_hook"

@@ -86,10 +86,10 @@ def checkpoint_hook(
     """
     if isinstance(interval, bool) or not isinstance(interval, int):
         msg = f"interval must be an int, got {interval!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if isinstance(max_keep_ckpts, bool) or not isinstance(max_keep_ckpts, int) or max_keep_ckpts == 0:
         msg = f"max_keep_ckpts must be a positive int or -1 (keep all), got {max_keep_ckpts!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
 
     def factory(ctx: RunContext) -> list[Hook]:
         table = ctx.table

@@ -79,11 +79,11 @@ def early_stopping_hook(
 
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
         msg = f"patience must be an int >= 1, got {patience!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     resolved = rule if rule is not None else infer_rule(monitor)
     if resolved not in ("greater", "less"):
         msg = f"rule must be 'greater', 'less' or None, got {rule!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
 
     def factory(ctx: RunContext) -> Hook:
         def check(s: TrainState) -> TrainState:

@@ -26,6 +26,7 @@ import torch
 
 from fsm_trainer.context import RunContext
 from fsm_trainer.dist import copy_full_
+from fsm_trainer.errors import HookError, MappingKeyError
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -66,13 +67,13 @@ def ema_hook(
     """
     if not isinstance(momentum, (int, float)) or not 0 < momentum < 1:
         msg = f"EMA momentum must be in (0, 1), got {momentum!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
         msg = f"EMA interval must be a positive int, got {interval!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if not isinstance(warm_up, int) or isinstance(warm_up, bool) or warm_up < 0:
         msg = f"EMA warm_up must be an int >= 0, got {warm_up!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     mom = momentum**interval
 
     def factory(ctx: RunContext) -> Hook:
@@ -80,7 +81,7 @@ def ema_hook(
         model = getattr(model, "module", model)
         if not isinstance(model, torch.nn.Module):
             msg = f"{name} needs run(..., model=<nn.Module>), got {type(ctx.model).__name__}"
-            raise ValueError(msg)
+            raise HookError(msg)
         names: list[str] = []
         live: list[torch.Tensor] = []
         ema: list[torch.Tensor] = []
@@ -121,7 +122,7 @@ def ema_hook(
                 missing = [mmcv_buffer_name(n) for n in names if mmcv_buffer_name(n) not in sd]
                 if missing:
                     msg = f"{name}: {resume_from} has no EMA values for {missing[:5]} (mmcv's ema_* buffers)"
-                    raise KeyError(msg)
+                    raise MappingKeyError(msg)
                 with torch.no_grad():
                     for n, e in zip(names, ema, strict=True):
                         copy_full_(e, sd[mmcv_buffer_name(n)])
@@ -174,7 +175,7 @@ def ema_hook(
             missing = sorted(set(names) - set(values))
             if unknown or missing:
                 msg = f"{name}: EMA state does not match the model (missing {missing[:5]}, unexpected {unknown[:5]})"
-                raise KeyError(msg)
+                raise MappingKeyError(msg)
             with torch.no_grad():
                 for n, e in zip(names, ema, strict=True):
                     copy_full_(e, values[n])  # a shard of it under FSDP

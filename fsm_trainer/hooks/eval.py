@@ -53,7 +53,7 @@ from fsm_trainer import counters
 from fsm_trainer.checkpoint import remove_checkpoint, save_snapshot
 from fsm_trainer.context import RunContext
 from fsm_trainer.dist import broadcast_object, collect_outputs, collect_results, get_dist_info, loader_num_replicas
-from fsm_trainer.errors import HookError
+from fsm_trainer.errors import ArgumentTypeError, HookError
 from fsm_trainer.hook import Hook, HookFn, resolve_by_epoch
 from fsm_trainer.hooks.logger_base import EVAL_ITER_KEY, flush_loggers
 from fsm_trainer.metrics import Metric, combine
@@ -82,10 +82,10 @@ def infer_rule(key: str, greater_keys: Sequence[str] = GREATER_KEYS, less_keys: 
 
     >>> infer_rule("accuracy"), infer_rule("val_loss"), infer_rule("top5_accuracy"), infer_rule("bbox_mAP")
     ('greater', 'less', 'greater', 'greater')
-    >>> infer_rule("f1")
+    >>> infer_rule("f1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: cannot infer whether a higher or lower 'f1' is better; give rule='greater' or rule='less'
+    fsm_trainer.errors.HookError: cannot infer whether a higher or lower 'f1' is better; give rule=...
     """
     k = key.lower()
     greater = [g.lower() for g in greater_keys]
@@ -99,7 +99,7 @@ def infer_rule(key: str, greater_keys: Sequence[str] = GREATER_KEYS, less_keys: 
     if any(x in k for x in less):
         return "less"
     msg = f"cannot infer whether a higher or lower {key!r} is better; give rule='greater' or rule='less'"
-    raise ValueError(msg)
+    raise HookError(msg)
 
 
 def should_evaluate(done: int, interval: int, start: int | None) -> bool:
@@ -139,7 +139,7 @@ def _default_predict(model: Any, batch: Any) -> tuple[Any, Any]:
         f"eval_hook: batches must be (inputs, targets) pairs, got {type(batch).__name__}; "
         "pass predict=(model, batch) -> (outputs, targets)"
     )
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 def _cat(parts: list[Any]) -> Any:
@@ -321,31 +321,31 @@ def eval_hook(
     (``metric`` default ``"accuracy"``).
 
     Raises:
-        ValueError: a bad ``interval``, ``start``, ``rule`` or metric name, or a ``save_best``
-            key whose rule cannot be inferred (when the factory is called).
-        fsm_trainer.HookError: ``by_epoch=True`` in an iter-based run, or ``save_best``
+        fsm_trainer.HookError: (a ``ValueError``) a bad ``interval``, ``start``, ``rule`` or
+            metric name, or a ``save_best`` key whose rule cannot be inferred (when the factory
+            is called); ``by_epoch=True`` in an iter-based run, or ``save_best``
             without a directory (when the hook is built); ``save_best`` names a key the
             metrics do not return (at the first evaluation).
     """
     if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
         msg = f"interval must be a positive int, got {interval!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
         msg = f"start must be None or an int >= 0, got {start!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if rule not in (None, "greater", "less"):
         msg = f"rule must be 'greater', 'less' or None, got {rule!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if save_best is not None and not isinstance(save_best, str):
         msg = f"save_best must be a metric name, 'auto' or None, got {save_best!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     del gpu_collect, tmpdir, broadcast_bn_buffer, efficient_test
     problem = _dynamic_errors(dynamic_intervals)
     if problem is not None:
-        raise ValueError(problem)
+        raise HookError(problem)
     if not isinstance(pre_eval, bool):
         msg = f"pre_eval must be True or False, got {pre_eval!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     by_dataset = dataset_evaluates(dataloader)
     kwargs_for_evaluate = dict(eval_kwargs or {})
     if metric is not None:
@@ -362,7 +362,7 @@ def eval_hook(
                             *(["test_fn"] if test_fn is not None else [])])
             msg = (f"{', '.join(given)}: only for a dataset with evaluate() (mmcv's protocol); "
                    f"{type(getattr(dataloader, 'dataset', None)).__name__} has none")
-            raise ValueError(msg)
+            raise HookError(msg)
     fixed_rule = rule
     if save_best not in (None, "auto") and fixed_rule is None:
         fixed_rule = infer_rule(save_best, greater_keys, less_keys)

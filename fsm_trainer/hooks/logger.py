@@ -145,7 +145,9 @@ def text_logger_hook(
                 ctx.logger.info("Exp name: %s", exp_name)
             lr = ctx.current_lr()
             first_lr = {k: v[0] for k, v in lr.items() if v} if isinstance(lr, dict) else (lr[0] if lr else None)
-            memory = _max_memory_mb() if cuda and "time" in record.values else None
+            memory = None
+            if cuda and "time" in record.values:  # several ranks: the busiest one's, as mmcv
+                memory = ctx.logs.memory_mb if ctx.logs.memory_mb is not None else _max_memory_mb()
             log = json_record(record, first_lr, memory)
             eta = None
             if record.mode == "train" and "time" in record.values:

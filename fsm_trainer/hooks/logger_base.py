@@ -62,7 +62,8 @@ from typing import Any, NamedTuple
 import attrs
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.dist import all_reduce_mean, get_dist_info
+from fsm_trainer.dist import all_reduce_max, all_reduce_mean, get_dist_info
+from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook, HookFn, reachable_only
 from fsm_trainer.logbuffer import LogBuffer
 from fsm_trainer.priority import Priority
@@ -178,16 +179,22 @@ def flush_loggers(ctx: RunContext, s: TrainState, point: str) -> TrainState:
 def _check_interval(interval: Any) -> None:
     if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
         msg = f"interval must be a positive int, got {interval!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
 
 
-def _reduced(buf: LogBuffer) -> Callable[[int], None]:
-    """``buf.average`` followed by the mean of the numeric averages over the ranks."""
+def _reduced(buf: LogBuffer, ctx: RunContext) -> Callable[[int], None]:
+    """``buf.average`` followed by the mean of the numeric averages over the ranks (and, on
+    CUDA, the peak memory of the busiest rank in ``ctx.logs.memory_mb``)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
 
     def average(n: int) -> None:
         buf.average(n)
         numbers = {k: v for k, v in buf.output.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         buf.output.update(all_reduce_mean(numbers))
+        if cuda:
+            ctx.logs.memory_mb = all_reduce_max(int(torch.cuda.max_memory_allocated()) // (1024 * 1024))
 
     return average
 
@@ -235,7 +242,7 @@ def logger_hook(
         # Other ranks average with rank 0 but write nothing (no files, no console lines).
         backend = make_writer(ctx, per_epoch) if rank == 0 else LogWriter(_nothing, _nothing, _nothing)
         write = backend.write
-        average = buf.average if world == 1 else _reduced(buf)
+        average = buf.average if world == 1 else _reduced(buf, ctx)
         resets = [reset_flag]
         opened = [False]
 
@@ -312,7 +319,7 @@ def logger_hook(
                     val_buf.update(log_vars, out.get("num_samples", 1))
                 return s
 
-            val_average = val_buf.average if world == 1 else _reduced(val_buf)
+            val_average = val_buf.average if world == 1 else _reduced(val_buf, ctx)
 
             def flush_val(s: TrainState) -> TrainState:
                 if not val_buf.empty:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.schedules import OneCycle, Schedule, ScheduleConfigError, bind, build_lr_schedule
@@ -68,7 +69,7 @@ def schedule_hook(
         opt = optimizer if optimizer is not None else ctx.optimizer
         if opt is None or (isinstance(opt, dict) and not opt):
             msg = f"{name} needs an optimizer: pass it to {name}'s factory or run(..., optimizer=...)"
-            raise ValueError(msg)
+            raise HookError(msg)
         table = ctx.table
         max_epochs, max_iters = table.max_epochs, ctx.max_iters
         epoch_len = _first_train_len(ctx) if table.by == "epoch" else None
@@ -166,7 +167,7 @@ def _lr_bases(schedule: Schedule, named: list[tuple[str, Any]]) -> list[Any]:
 def _lr_setter(group: dict[str, Any]) -> Setter:
     if "lr" not in group:
         msg = f"a param group has no 'lr' (keys: {sorted(k for k in group if k != 'params')})"
-        raise ValueError(msg)
+        raise HookError(msg)
     return set_lr
 
 

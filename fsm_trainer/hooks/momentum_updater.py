@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.errors import HookError
 from fsm_trainer.hook import Hook
 from fsm_trainer.hooks.lr_updater import Setter, schedule_hook
 from fsm_trainer.priority import Priority
@@ -35,7 +36,7 @@ def _momentum_setter(group: dict[str, Any]) -> Setter:
         return set_beta1
     keys = sorted(k for k in group if k != "params")
     msg = f"momentum_config needs param groups with 'momentum' (SGD-like) or 'betas' (Adam-like); a group has {keys}"
-    raise ValueError(msg)
+    raise HookError(msg)
 
 
 def _momentum_bases(schedule: Schedule, named: list[tuple[str, Any]]) -> list[Any]:

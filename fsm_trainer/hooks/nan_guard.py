@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fsm_trainer.context import RunContext
-from fsm_trainer.errors import FsmTrainerError
+from fsm_trainer.errors import FsmTrainerError, HookError
 from fsm_trainer.hook import Hook, HookFn, reachable_only
 from fsm_trainer.priority import Priority
-from fsm_trainer.state import TrainState, make_state
+from fsm_trainer.state import TrainState
 
 
 class NonFiniteLossError(FsmTrainerError, FloatingPointError):
@@ -80,10 +80,10 @@ def nan_guard_hook(
     """
     if action not in ("stop", "skip", "raise"):
         msg = f"action must be 'stop', 'skip' or 'raise', got {action!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
         msg = f"interval must be a positive int, got {interval!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     keys = tuple(keys)
     at_once = action == "skip" or interval == 1
 
@@ -116,8 +116,7 @@ def nan_guard_hook(
         def skipped_step(s: TrainState) -> TrainState:
             skipped = dict(s.outputs)
             skipped["loss"] = torch.zeros((), requires_grad=True)
-            return make_state(s.epoch, s.iter, s.inner_iter, s.mode, skipped, s.phase, s.phase_done, s.stop,
-                              s.hook_states)
+            return s.with_outputs(skipped)
 
         def fail(s: TrainState, msg: str, record: dict[str, Any], *, skip: bool) -> TrainState:
             if action == "raise":

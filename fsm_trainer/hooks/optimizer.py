@@ -27,6 +27,7 @@ import attrs
 import torch
 
 from fsm_trainer.context import RunContext
+from fsm_trainer.errors import ArgumentTypeError, HookError, MappingKeyError
 from fsm_trainer.hook import Hook
 from fsm_trainer.priority import Priority
 from fsm_trainer.state import TrainState
@@ -41,7 +42,7 @@ def _check_loss_scale(loss_scale: Any) -> None:
     )
     if not ok:
         msg = f"loss_scale must be 'dynamic', a positive number or a dict of GradScaler arguments, got {loss_scale!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
 
 
 @attrs.define
@@ -84,17 +85,17 @@ class Amp:
     def __attrs_post_init__(self) -> None:
         if self.device_type not in ("cpu", "cuda"):
             msg = f"Amp: device_type must be 'cpu' or 'cuda', got {self.device_type!r}"
-            raise ValueError(msg)
+            raise HookError(msg)
         if self.dtype is None:
             self.dtype = torch.float16 if self.device_type == "cuda" else torch.bfloat16
         elif isinstance(self.dtype, str):
             if self.dtype not in _DTYPES:
                 msg = f"Amp: dtype {self.dtype!r} is unknown; allowed: {', '.join(_DTYPES)}"
-                raise ValueError(msg)
+                raise HookError(msg)
             self.dtype = _DTYPES[self.dtype]
         if self.dtype not in (torch.float16, torch.bfloat16):
             msg = f"Amp: dtype must be float16 or bfloat16, got {self.dtype!r}"
-            raise ValueError(msg)
+            raise HookError(msg)
         _check_loss_scale(self.loss_scale)
         if self.uses_scaler:
             if self.loss_scale == "dynamic":
@@ -160,12 +161,12 @@ def _check_grad_clip(grad_clip: Any) -> None:
         return
     if not isinstance(grad_clip, dict) or "max_norm" not in grad_clip:
         msg = f"grad_clip must be a dict with at least 'max_norm', got {grad_clip!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     allowed = {"max_norm", "norm_type", "error_if_nonfinite", "foreach"}
     unknown = set(grad_clip) - allowed
     if unknown:
         msg = f"grad_clip: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
-        raise ValueError(msg)
+        raise HookError(msg)
 
 
 def _graph_params(loss: torch.Tensor) -> set[torch.Tensor]:
@@ -225,30 +226,30 @@ def optimizer_hook(
     _check_grad_clip(grad_clip)
     if not isinstance(cumulative_iters, int) or isinstance(cumulative_iters, bool) or cumulative_iters < 1:
         msg = f"cumulative_iters must be a positive int, got {cumulative_iters!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
     if amp is not None and not isinstance(amp, Amp):
         msg = f"amp must be an fsm_trainer.hooks.Amp, got {type(amp).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     k = cumulative_iters
 
     def factory(ctx: RunContext) -> Hook:
         optimizer, model = ctx.optimizer, ctx.model
         if optimizer is None:
             msg = f"{name} needs run(..., optimizer=...)"
-            raise ValueError(msg)
+            raise HookError(msg)
         if isinstance(optimizer, dict):
             msg = f"{name} drives one optimizer; with a dict of optimizers, step them in the model's train_step"
-            raise ValueError(msg)
+            raise HookError(msg)
         needs_model = grad_clip is not None or detect_anomalous_params
         if needs_model and not isinstance(model, torch.nn.Module):
             msg = f"{name}: grad_clip and detect_anomalous_params need run(..., model=<nn.Module>)"
-            raise ValueError(msg)
+            raise HookError(msg)
         from fsm_trainer.dist import is_fsdp
 
         if detect_anomalous_params and is_fsdp(model):
             msg = (f"{name}: detect_anomalous_params cannot check a model sharded by FSDP (the graph holds the "
                    "gathered parameters, not the model's); run it without FSDP or with DDP")
-            raise ValueError(msg)
+            raise HookError(msg)
         logger = ctx.logger
         if amp is not None:
             logger.info("%s: %s", name, amp.describe())
@@ -258,7 +259,7 @@ def optimizer_hook(
         max_iters = ctx.max_iters
         if k > 1 and max_iters is None:
             msg = f"{name}: cumulative_iters needs the run's length (the first train loader has no len())"
-            raise ValueError(msg)
+            raise HookError(msg)
         # mmcv: the last max_iters % k iterations form a short group, divided by its size.
         short_from = max_iters - max_iters % k if k > 1 else 0  # type: ignore[operator]
         switch = grad_sync_switch(ctx)
@@ -305,7 +306,7 @@ def optimizer_hook(
             loss: torch.Tensor | None = s.outputs.get("loss")
             if loss is None:
                 msg = f"{name}: the train step's outputs have no 'loss' (keys: {sorted(s.outputs)})"
-                raise KeyError(msg)
+                raise MappingKeyError(msg)
             if detect_anomalous_params:
                 for n, p in anomalous_params(loss, model):
                     logger.error("%s with shape %s is not in the computational graph", n, tuple(p.size()))
@@ -390,7 +391,7 @@ def optimizer_hook(
                 unknown = sorted(set(grads) - set(params))
                 if unknown:
                     msg = f"{name}: saved gradients for parameters the model does not have: {unknown[:5]}"
-                    raise KeyError(msg)
+                    raise MappingKeyError(msg)
                 for n, p in params.items():
                     g = grads.get(n)
                     p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype).clone()

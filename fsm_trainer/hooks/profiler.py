@@ -48,7 +48,7 @@ def profiler_hook(
     """
     if isinstance(profile_iters, bool) or not isinstance(profile_iters, int) or profile_iters < 1:
         msg = f"profile_iters must be an int >= 1, got {profile_iters!r}"
-        raise ValueError(msg)
+        raise HookError(msg)
 
     def factory(ctx: RunContext) -> Hook:
         import torch

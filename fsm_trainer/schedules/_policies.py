@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from fsm_trainer.errors import MappingKeyError, ScheduleConfigError
+
 
 def annealing_cos(start: float, end: float, factor: float, weight: float = 1.0) -> float:
     """Cosine from ``weight * start + (1 - weight) * end`` (factor 0) to ``end`` (factor 1).
@@ -202,7 +204,7 @@ class CosineRestart:
                 return annealing_cos(base, target, alpha, weight)
             restart += period
         msg = f"progress {t} is past the end of periods {list(self.periods)} (they sum to {restart})"
-        raise ValueError(msg)
+        raise ScheduleConfigError(msg)
 
 
 @attrs.frozen
@@ -260,7 +262,7 @@ class Cyclic:
                     start_ratio = 1 - scale + start_ratio * scale
                 return ANNEAL[self.anneal](base * start_ratio, base * end_ratio, (cur - start) / (end - start))
         msg = f"no cyclic phase holds progress {t} (cycle length {per_cycle})"  # unreachable for per_cycle > 0
-        raise ValueError(msg)
+        raise ScheduleConfigError(msg)
 
 
 def _one_cycle_value(phases: Sequence[tuple[float, Any, Any]], t: int, last_is_open: bool) -> tuple[Any, Any, float]:
@@ -272,7 +274,7 @@ def _one_cycle_value(phases: Sequence[tuple[float, Any, Any]], t: int, last_is_o
             return a, b, pct
         start = end
     msg = f"iteration {t} is past the last one-cycle phase (ends at {phases[-1][0]})"
-    raise ValueError(msg)
+    raise ScheduleConfigError(msg)
 
 
 @attrs.frozen
@@ -405,13 +407,13 @@ def per_group(value: Any, n_groups: int, name: str, key: str) -> list[float]:
     if isinstance(value, Mapping):
         if name not in value:
             msg = f"{key}: no entry for optimizer {name!r}; the dict has {sorted(value)}"
-            raise KeyError(msg)
+            raise MappingKeyError(msg)
         value = value[name]
     if isinstance(value, (int, float)):
         return [value] * n_groups
     if len(value) != n_groups:
         msg = f"{key}: expected {n_groups} values for optimizer {name!r} (one per param group), got {len(value)}"
-        raise ValueError(msg)
+        raise ScheduleConfigError(msg)
     return list(value)
 
 

@@ -14,14 +14,10 @@ from typing import Any, Literal, cast
 
 import attrs
 
-from fsm_trainer.errors import FsmTrainerError
+from fsm_trainer.errors import ScheduleConfigError as ScheduleConfigError
 from fsm_trainer.schedules import _policies as P
 
 Kind = Literal["lr", "momentum"]
-
-
-class ScheduleConfigError(FsmTrainerError, ValueError):
-    """An ``lr_config``/``momentum_config`` (or the run it is used with) is invalid."""
 
 
 WARMUPS = ("constant", "linear", "exp")
@@ -453,7 +449,7 @@ def build_lr_schedule(**lr_config: Any) -> Schedule:
     >>> build_lr_schedule(policy="step", step=[8, 11], gama=0.1)
     Traceback (most recent call last):
     ...
-    fsm_trainer.schedules._schedule.ScheduleConfigError: lr_config: unknown key(s) 'gama' for policy 'Step'; \
+    fsm_trainer.errors.ScheduleConfigError: lr_config: unknown key(s) 'gama' for policy 'Step'; \
 allowed keys: step, gamma, min_lr, by_epoch, warmup, warmup_iters, warmup_ratio, warmup_by_epoch
 
     Raises:
