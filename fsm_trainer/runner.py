@@ -213,6 +213,10 @@ def run(
                           parallel=parallel)
         train_step = train_step or made[0]
         val_step = val_step or made[1]
+        if getattr(val_step, "missing_val_step", False) and "val" in table.reachable_modes():
+            msg = (f"model {type(model).__name__} has no val_step, but the workflow {list(table.workflow)!r} has a "
+                   "val phase; give the model a val_step, or val_step=, loss_fn= or batch_processor=")
+            raise ArgumentTypeError(msg)
     amp = getattr(train_step, "amp", None)
     if amp is not None and dev is not None and amp.device_type != dev.type:
         ctx.logger.warning("the train step autocasts on %s but the run trains on %s: autocast has no effect there",

@@ -62,6 +62,18 @@ def loss_fn_step(
     return step
 
 
+def no_val_step(model: Any) -> StepFn:
+    """The val step of a model without ``val_step``: :func:`fsm_trainer.run` refuses it before
+    any work when the workflow has a val phase."""
+
+    def missing(batch: Any) -> Any:
+        msg = f"model {type(model).__name__} has no val_step, and the workflow has a val phase"
+        raise ArgumentTypeError(msg)
+
+    missing.missing_val_step = True  # type: ignore[attr-defined]
+    return missing
+
+
 def make_steps(
     model: Any,
     optimizer: Any,
@@ -93,9 +105,12 @@ def make_steps(
         train: StepFn = lambda b: bp(fwd, b, train_mode=True)  # noqa: E731
         val: StepFn = lambda b: bp(model, b, train_mode=False)  # noqa: E731
         names = ("batch_processor(train_mode=True)", "batch_processor(train_mode=False)")
-    elif hasattr(model, "train_step") and hasattr(model, "val_step"):
+    elif hasattr(model, "train_step"):
         train = (lambda b: model.train_step(b, optimizer)) if parallel is None else (lambda b: parallel(b, "train"))
-        val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else (lambda b: model.val_step(b))
+        if not hasattr(model, "val_step"):  # enough for a workflow without val phases, as in mmcv
+            val = no_val_step(model)
+        else:
+            val = (lambda b: model.val_step(b, optimizer)) if by == "epoch" else (lambda b: model.val_step(b))
         names = (f"{type(model).__name__}.train_step", f"{type(model).__name__}.val_step")
     elif loss_fn is not None:
         if not isinstance(model, torch.nn.Module):
