@@ -419,3 +419,47 @@ def test_iter_runner_data_loader_is_iter_loader_like(tmp_path: Path) -> None:
     assert [s[0] for s in seen] == [0, 0, 1, 1, 2]
     assert all(s[1] == 2 for s in seen)
     assert math.isclose(runner.current_lr()[0], 0.1)
+
+
+@pytest.mark.parametrize("by", ["epoch", "iter"])
+def test_resume_from_an_mmcv_pth_continues_the_run(by: str, tmp_path: Path) -> None:
+    """A .pth written the way mmcv 1.x's runners write them (NumPy scalars in meta) resumes: the
+    weights after the remaining epochs/iterations equal those of the run that never stopped."""
+    import numpy as np
+
+    loaders = [DataLoader(toy(8), batch_size=4)]
+
+    def make(stop: int | None) -> Any:
+        torch.manual_seed(0)
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        kind = EpochBasedRunner if by == "epoch" else IterBasedRunner
+        limit = {"max_epochs": 4} if by == "epoch" else {"max_iters": 8}
+        runner = kind(model, optimizer=opt, work_dir=str(tmp_path / f"w{stop}"), logger=logging.getLogger("t"),
+                      **limit)
+        runner.register_training_hooks(dict(policy="step", step=[2 if by == "epoch" else 4]),
+                                       dict(grad_clip=None))
+        if stop is not None:
+            runner.__setattr__("_max_epochs" if by == "epoch" else "_max_iters", stop)
+        return runner
+
+    full = make(None)
+    full.run(loaders, [("train", 1)])
+    first = make(2 if by == "epoch" else 4)
+    first.run(loaders, [("train", 1)])
+    pth = tmp_path / "epoch_2.pth"
+    # mmcv's IterBasedRunner saves at after_train_iter, before its counters move: epoch + 1, iter + 1
+    # (first.iter already counts that iteration); the EpochBasedRunner saves the epochs completed.
+    epoch = first.epoch if by == "epoch" else first.epoch + 1
+    torch.save({"meta": {"epoch": epoch, "iter": first.iter, "mmcv_version": "1.7.2",
+                         "hook_msgs": {"best_score": np.float64(0.5), "last_ckpt": "x/epoch_2.pth"}},
+                "state_dict": first.model.state_dict(), "optimizer": first.optimizer.state_dict()}, pth)
+    second = make(None)
+    second.resume(str(pth))
+    assert (second.epoch, second.iter) == (epoch, first.iter) == (2, 4)
+    assert second.meta["hook_msgs"]["best_score"] == 0.5 and type(second.meta["hook_msgs"]["best_score"]) is float
+    second.run(loaders, [("train", 1)])
+    assert (second.epoch, second.iter) == (full.epoch, full.iter)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, second.model.state_dict()[k]), k
+    assert second.current_lr() == full.current_lr()

@@ -116,7 +116,9 @@ class BaseRunner(RunnerView):
 
     @property
     def model(self) -> Any:
-        return self._resource("model")
+        # The model as given (an MMDataParallel wrapper stays the wrapper, as in mmcv); the run
+        # itself trains and checkpoints the wrapped module.
+        return self._pre["model"]
 
     @property
     def optimizer(self) -> Any:
@@ -288,14 +290,10 @@ class BaseRunner(RunnerView):
     def register_profiler_hook(self, profiler_config: Any) -> None:
         if profiler_config is None:
             return
-        from fsm_trainer.hooks.profiler import profiler_hook
-
-        cfg = dict(profiler_config) if isinstance(profiler_config, Mapping) else profiler_config
-        if isinstance(cfg, dict):
-            cfg.pop("type", None)
-            self.register_hook(profiler_hook(**cfg))
+        if isinstance(profiler_config, Mapping):
+            self.register_hook(build_from_cfg({"type": "ProfilerHook", **profiler_config}, HOOKS))
         else:
-            self.register_hook(cfg)
+            self.register_hook(profiler_config)
 
     def register_training_hooks(self, lr_config: Any, optimizer_config: Any = None, checkpoint_config: Any = None,
                                 log_config: Mapping[str, Any] | None = None, momentum_config: Any = None,
@@ -343,21 +341,29 @@ class BaseRunner(RunnerView):
         del map_location, revise_keys
         from fsm_trainer.checkpoint import load_weights
 
-        return load_weights(self.model, _existing(filename), strict=strict, logger=self.logger)
+        return load_weights(_inner(self.model), _existing(filename), strict=strict, logger=self.logger)
 
     def resume(self, checkpoint: str | Path, resume_optimizer: bool = True, map_location: Any = "default") -> None:
-        """Resume from a checkpoint directory (``'work_dir/epoch_3'``, ``'work_dir/latest'``; ``.pth`` is dropped).
+        """Resume from a checkpoint directory (``'work_dir/epoch_3'``, ``'work_dir/latest'``; ``.pth`` is
+        dropped when no such file exists) or from an mmcv 1.x ``.pth`` file.
 
-        As mmcv, now: the weights, the optimizer, the counters and ``meta`` are loaded; the run
-        then continues exactly where the checkpoint was (data position, RNG states, hook states).
+        As mmcv, now: the weights, the optimizer, the counters and ``meta`` are loaded. From a
+        checkpoint directory the run then continues exactly where the checkpoint was (data
+        position, RNG states, hook states); from an mmcv ``.pth`` as mmcv's resume would (see
+        :meth:`_resume_pth`).
         """
         del map_location
-        from fsm_trainer.checkpoint import load_checkpoint, load_model_state, load_optimizer_state
+        from fsm_trainer.checkpoint import _follow_latest, load_checkpoint, load_model_state, load_optimizer_state
 
-        ck = load_checkpoint(_existing(checkpoint))
-        load_model_state(self.model, ck.model, strict=False, logger=self.logger)
+        path = _existing(checkpoint)
+        if path.is_file() and _follow_latest(path) is None:
+            self._resume_pth(path, resume_optimizer)
+            return
+        ck = load_checkpoint(path)
+        inner = _inner(self.model)
+        load_model_state(inner, ck.model, strict=False, logger=self.logger)
         if resume_optimizer and self.optimizer is not None and ck.optimizer is not None:
-            load_optimizer_state(self.model, self.optimizer, ck.optimizer)
+            load_optimizer_state(inner, self.optimizer, ck.optimizer)
         object.__setattr__(self, "_start", ck.state)
         object.__setattr__(self, "_s", None)
         saved = ck.meta.get("config", {})
@@ -370,6 +376,38 @@ class BaseRunner(RunnerView):
         object.__setattr__(self, "_resume_from", ck.path)
         self.logger.info("resumed epoch %d, iter %d", ck.state.epoch, ck.state.iter)
 
+    def _resume_pth(self, path: Path, resume_optimizer: bool) -> None:
+        """Continue a run mmcv 1.x checkpointed: its ``.pth`` (``meta``, ``state_dict``, ``optimizer``).
+
+        Read with ``torch.load(weights_only=True)`` with NumPy scalars allowed (mmcv's hooks keep
+        some in ``meta``). As mmcv's ``resume``: the weights, the optimizer state, the counters
+        ``meta['epoch']``/``meta['iter']`` and ``meta['hook_msgs']``. The file has no data position,
+        RNG or hook states: the run starts its loaders at their first batch, as mmcv's resume does.
+        """
+        from fsm_trainer.mmcv.checkpoint import load_checkpoint as load_mmcv
+
+        inner = _inner(self.model)
+        ck = load_mmcv(inner, path, map_location="cpu", strict=False, logger=self.logger, allow_numpy=True)
+        saved = _plain(ck.get("meta") or {}) if isinstance(ck, Mapping) else {}
+        if not isinstance(saved, dict):
+            msg = f"{path}: 'meta' is a {type(saved).__name__}, not the dict mmcv's runners write"
+            raise MmcvCompatError(msg)
+        opt_state = ck.get("optimizer") if isinstance(ck, Mapping) else None
+        if resume_optimizer and self.optimizer is not None and opt_state is not None:
+            if isinstance(self.optimizer, Mapping):
+                for name, opt in self.optimizer.items():
+                    opt.load_state_dict(opt_state[name])
+            else:
+                self.optimizer.load_state_dict(opt_state)
+        epoch, it = int(saved.get("epoch", 0)), int(saved.get("iter", 0))
+        object.__setattr__(self, "_start", TrainState(epoch=epoch, iter=it))
+        object.__setattr__(self, "_s", None)
+        meta = self._pre["meta"] if self._pre["meta"] is not None else {}
+        meta.setdefault("hook_msgs", {}).update(saved.get("hook_msgs", {}))
+        self._pre["meta"] = meta
+        object.__setattr__(self, "_resume_from", None)
+        self.logger.info("resumed epoch %d, iter %d", epoch, it)
+
     # ------------------------------------------------------------------ running
 
     def _table(self, workflow: Sequence[tuple[str, int]]) -> Any:
@@ -379,7 +417,7 @@ class BaseRunner(RunnerView):
         model, opt, bp = self._pre["model"], self._pre["optimizer"], self._pre["batch_processor"]
         amp = next((getattr(h, "amp", None) for h, _ in self._registered if getattr(h, "amp", None) is not None),
                    None)
-        if not kwargs and amp is None:
+        if not kwargs and amp is None and _inner(model) is model:
             return None, None
         if amp is not None and kwargs:
             msg = "run(**kwargs) with Fp16OptimizerHook: pass the arguments through the model instead"
@@ -421,15 +459,38 @@ class BaseRunner(RunnerView):
         start = self._start
         object.__setattr__(self, "_s", None)
         wd = self._pre["work_dir"]
-        final = run(start, table, data_loaders=data_loaders, model=self._pre["model"],
+        model = self._pre["model"]
+        inner = _inner(model)
+        # A wrapper (MMDataParallel, MMDistributedDataParallel) places its batches itself: the run
+        # gets the wrapped module (checkpoints hold its keys, as mmcv's) and moves nothing.
+        final = run(start, table, data_loaders=data_loaders, model=inner,
                     optimizer=self._pre["optimizer"], hooks=hooks, work_dir=wd, logger=logger,
                     meta=self._pre["meta"], resume=self._resume_from,
-                    batch_processor=self._pre["batch_processor"], train_step=train_step, val_step=val_step)
+                    batch_processor=self._pre["batch_processor"], train_step=train_step, val_step=val_step,
+                    device="auto" if inner is model else None)
         object.__setattr__(self, "_s", final)
         object.__setattr__(self, "_start", TrainState(epoch=final.epoch, iter=final.iter))
         object.__setattr__(self, "_resume_from", None)
         if self._ctx is not None:
             self._pre["meta"] = self._ctx.meta
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays in an mmcv ``meta`` as Python numbers and lists (JSON-able)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    tolist = getattr(value, "tolist", None)
+    if type(value).__module__ == "numpy" and callable(tolist):
+        return tolist()
+    return value
+
+
+def _inner(model: Any) -> Any:
+    from fsm_trainer.mmcv.parallel import is_module_wrapper
+
+    return model.module if model is not None and is_module_wrapper(model) else model
 
 
 def _existing(path: str | Path) -> Path:
