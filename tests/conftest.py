@@ -1,12 +1,16 @@
+from __future__ import annotations
+
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests marked ``gpu`` where CUDA is not available."""
-    import pytest
     import torch
 
     if torch.cuda.is_available():
@@ -15,3 +19,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def cli_state() -> Iterator[None]:
+    """For tests calling ``fsm_trainer.cli.main`` themselves: the interpreter state a command changes
+    (the ``fsm_trainer`` logger and its console handler, signal handlers, ``sys.path``, modules of user
+    code and their registrations, torch's flags and the random states) is given back after the test.
+    ``_cli.run_cli`` does the same around each command."""
+    from _cli import global_state_restored
+
+    with global_state_restored():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _loader_workers_shut_down() -> Iterator[None]:
+    """DataLoader workers a test left running are shut down at its end, not (5 s later) in the
+    next test that happens to run the garbage collector (``_workers.py``)."""
+    yield
+    from _workers import shut_down_loader_workers
+
+    shut_down_loader_workers()

@@ -641,6 +641,7 @@ def test_remove_checkpoint_strict_raises_a_write_error_naming_the_path(tmp_path,
     assert C.remove_checkpoint(path) is True and not path.exists()
 
 
+@pytest.mark.slow  # a fresh interpreter (without torch: quick)
 def test_discovery_imports_without_torch():
     """Listing checkpoints, following ``latest`` and retention need no torch."""
     code = ("import sys\nimport fsm_trainer.checkpoint._discovery as d\nfrom fsm_trainer.checkpoint import "

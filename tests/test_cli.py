@@ -1,4 +1,9 @@
-"""``fsm-trainer`` end to end, in subprocesses: exit codes, outputs and files written."""
+"""``fsm-trainer`` end to end: exit codes, outputs and files written.
+
+The commands run in this process (``fsm_trainer.cli.main``, output captured, the interpreter's
+state given back: ``tests/_cli.py``); the interrupt test needs a real process, and starts
+``python -m fsm_trainer`` as a user does.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from _cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "digits_mlp.py"
 FAST = ["--cfg-options", "runner.max_epochs=2", "data.samples_per_gpu=256", "log_config.interval=2"]
+cli = run_cli
 
-pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, cwd: Path, timeout: float = 240,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "fsm_trainer", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env, check=False)
+pytestmark = pytest.mark.slow  # end to end: most train
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,8 @@ def test_plot_resume_replay(trained):
 
 
 def test_interrupt_saves_and_exits_130(tmp_path):
-    """SIGINT during training saves a checkpoint, ends the run and exits 130."""
+    """``python -m fsm_trainer train``: SIGINT to the process during training saves a checkpoint,
+    ends the run and exits 130."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "fsm_trainer", "train", str(ROOT / "configs" / "digits_mlp_iter.py"), "--work-dir",
@@ -147,7 +148,10 @@ def test_failed_run_exit_1(tmp_path):
         "class Broken(DigitsNet):\n"
         "    def train_step(self, batch, optimizer=None):\n"
         "        raise RuntimeError('boom')\n")
-    r = cli("train", str(CONFIG), *FAST, "model.type=broken_model_pkg:Broken", "--work-dir", "wd",
-            cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    r = cli("train", str(CONFIG), *FAST, "model.type=broken_model_pkg:Broken", "--work-dir", "wd", cwd=tmp_path)
     assert r.returncode == 1
     assert "RuntimeError: boom" in r.stderr and "Traceback" not in r.stderr
+    r = cli("-v", "train", str(CONFIG), *FAST, "model.type=broken_model_pkg:Broken", "--work-dir", "wd2",
+            cwd=tmp_path)
+    assert r.returncode == 1
+    assert "Traceback (most recent call last)" in r.stderr and "RuntimeError: boom" in r.stderr

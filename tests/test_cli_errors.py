@@ -6,20 +6,16 @@ installed ``fsm-trainer`` script itself.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import run_cli
 
-from fsm_trainer.cli import main
 from fsm_trainer.logs import curves, global_iters, is_by_epoch, plot_logs, read_log
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,41 +24,20 @@ FAST = ["runner.max_epochs=2", "data.samples_per_gpu=256", "log_config.interval=
 
 
 def cli(*args: str) -> tuple[int, str, str]:
-    """``main(args)`` in this process: ``(exit code, stdout, stderr)``."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
+    """``main(args)`` in this process: ``(exit code, stdout, stderr)``; the interpreter's state given back."""
+    r = run_cli(*args)
+    return r.returncode, r.stdout, r.stderr
 
 
 def files_in(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) if d.exists() else []
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger() -> Iterator[None]:
-    logger = logging.getLogger("fsm_trainer")
-    level, propagate = logger.level, logger.propagate
-    yield
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-    logger.setLevel(level)
-    logger.propagate = propagate
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str, str]:
     """One short run of the digits example (2 epochs), in-process; its work dir and output."""
     wd = tmp_path_factory.mktemp("trained") / "wd"
-    logger = logging.getLogger("fsm_trainer")
-    level, propagate = logger.level, logger.propagate
-    try:
-        code, out, err = cli("train", str(CONFIG), "--work-dir", str(wd), "--progress", "off", "--cfg-options", *FAST)
-    finally:
-        for h in list(logger.handlers):
-            logger.removeHandler(h)
-        logger.setLevel(level)
-        logger.propagate = propagate
+    code, out, err = cli("train", str(CONFIG), "--work-dir", str(wd), "--progress", "off", "--cfg-options", *FAST)
     return wd, code, out, err
 
 

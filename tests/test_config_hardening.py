@@ -11,7 +11,6 @@ work dir without files.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -431,16 +430,8 @@ def materialize(case: Case, d: Path) -> str:
 CASES = generate()
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    """``main`` configures the ``fsm_trainer`` logger for the console; give it back as other tests expect it."""
-    logger = logging.getLogger("fsm_trainer")
-    level, propagate = logger.level, logger.propagate
-    yield
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-    logger.setLevel(level)
-    logger.propagate = propagate
+# ``main`` configures the ``fsm_trainer`` logger for the console (and more): give the state back.
+pytestmark = pytest.mark.usefixtures("cli_state")
 
 
 def test_generator_covers_every_section():

@@ -72,6 +72,7 @@ def test_real_config_builds_and_plans(path: Path) -> None:
         assert callable(getattr(built.datasets["val"], "evaluate", None))
 
 
+@pytest.mark.usefixtures("cli_state")  # main() configures the logger (and more): given back
 @pytest.mark.parametrize("name", ["mmcls/resnet/resnet18_8xb32_in1k.py",
                                   "mmdet/yolox/yolox_s_8x8_300e_coco.py"])
 def test_show_and_plan_commands(name: str, capsys: pytest.CaptureFixture[str], tmp_path: Path,
@@ -103,6 +104,7 @@ TRAINED = {
 }
 
 
+@pytest.mark.usefixtures("cli_state")  # main() configures the logger (and more): given back
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(TRAINED))
 def test_short_training_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -121,6 +123,7 @@ def test_short_training_run(name: str, tmp_path: Path, monkeypatch: pytest.Monke
         assert any(r["mode"] == "val" for r in records)
 
 
+@pytest.mark.usefixtures("cli_state")  # main() configures the logger (and more): given back
 def test_without_effect_keys_are_listed_once_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
@@ -175,6 +178,7 @@ def test_unknown_policy_without_registration() -> None:
     assert any("'CosineAnnealingCooldownLrUpdaterHook'" in e and "register" in e for e in errs), errs
 
 
+@pytest.mark.usefixtures("cli_state")  # main() configures the logger (and more): given back
 def test_metric_unknown_to_the_dataset_is_a_config_error(tmp_path: Path) -> None:
     path = ROOT / "mmdet/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py"
     with pytest.raises(ConfigError, match=r"evaluation.metric: 'segmm' is not a metric of data.val's "

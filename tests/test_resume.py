@@ -17,6 +17,7 @@ from fsm_trainer.testing import CountingLoader, noop_step, record_trace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _train_script import build, final_tensors
+from _workers import shut_down_loader_workers
 
 
 class Crash(Exception):
@@ -41,6 +42,8 @@ def train(kind: str, work_dir: Path, *, resume: str | None = None, crash: int | 
         run(TrainState(), table, work_dir=work_dir, resume=resume, **args)
     except Crash:
         return None
+    finally:
+        shut_down_loader_workers()  # now, not 5 s in the middle of the next run
     return final_tensors(args)
 
 
