@@ -239,6 +239,34 @@ def _numpy_globals() -> list[Any]:
     return [scalar, np.dtype, *(type(np.dtype(k)) for k in kinds)]
 
 
+def read_pth(path: Path, map_location: Any, allow_numpy: bool) -> Any:
+    """What ``torch.load(path, map_location, weights_only=True)`` returns, NumPy scalars allowed
+    with ``allow_numpy`` (mmcv writes them in ``meta``); never ``weights_only=False``.
+
+    Raises:
+        NotACheckpointError: the file needs more than ``weights_only`` allows, or is not a PyTorch file.
+    """
+    import contextlib
+    import pickle
+
+    allowed = torch.serialization.safe_globals(_numpy_globals()) if allow_numpy else contextlib.nullcontext()
+    try:
+        with allowed:
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "numpy" in str(exc) and not allow_numpy:
+            hint = (" It holds NumPy objects (mmcv writes NumPy scalars in 'meta'); if you trust where the "
+                    "file comes from, pass allow_numpy=True to allow NumPy scalar types.")
+        msg = (f"{path} needs more than torch.load(weights_only=True) allows: {first}. fsm_trainer never "
+               f"loads files with weights_only=False.{hint}")
+        raise NotACheckpointError(msg) from exc
+    except (RuntimeError, OSError, EOFError) as exc:
+        msg = f"{path}: cannot be read as a PyTorch file ({exc})"
+        raise NotACheckpointError(msg) from exc
+
+
 def load_weights(
     model: Any, path: str | Path, *, strict: bool = False, allow_numpy: bool = False,
     logger: logging.Logger | None = None,
@@ -272,26 +300,7 @@ def load_weights(
         raise CheckpointNotFoundError(msg)
     if path.is_dir() or _follow_latest(path) is not None:
         return load_model_state(model, load_checkpoint(path).model, strict=strict, logger=logger)
-    import pickle
-
-    try:
-        if allow_numpy:
-            with torch.serialization.safe_globals(_numpy_globals()):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ""
-        if "numpy" in str(exc) and not allow_numpy:
-            hint = (" It holds NumPy objects (mmcv writes NumPy scalars in 'meta'); if you trust where the "
-                    "file comes from, pass allow_numpy=True to allow NumPy scalar types.")
-        msg = (f"{path} needs more than torch.load(weights_only=True) allows: {first}. fsm_trainer never "
-               f"loads files with weights_only=False.{hint}")
-        raise NotACheckpointError(msg) from exc
-    except (RuntimeError, OSError, EOFError) as exc:
-        msg = f"{path}: cannot be read as a PyTorch file ({exc})"
-        raise NotACheckpointError(msg) from exc
+    obj = read_pth(path, "cpu", allow_numpy)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         msg = f"{path}: no state_dict of named tensors found (got {type(sd).__name__})"

@@ -28,13 +28,35 @@ from fsm_trainer.device import amp_from_config, default_device, loader_kwargs, r
 from fsm_trainer.hooks import checkpoint_hook, iter_timer_hook, optimizer_hook, text_logger_hook
 
 
+def digits_arrays() -> tuple[Any, Any]:
+    """scikit-learn's digits: ``(data, target)``, the arrays of ``sklearn.datasets.load_digits()``.
+
+    Read from the CSV file scikit-learn ships, without importing scikit-learn (whose import
+    costs more than the rest of a short run's start-up).
+
+    Raises:
+        ModuleNotFoundError: scikit-learn is not installed.
+    """
+    import gzip
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        msg = "the digits example reads scikit-learn's digits data: pip install scikit-learn"
+        raise ModuleNotFoundError(msg, name="sklearn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int, copy=False)
+
+
 def load_digits_split(seed: int = 0, val_fraction: float = 0.2) -> tuple[TensorDataset, TensorDataset]:
     """The 1797 digits as float tensors in [0, 1], split into train and val with ``seed``."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(digits.target, dtype=torch.long)
+    data, target = digits_arrays()
+    x = torch.tensor(data, dtype=torch.float32) / 16.0
+    y = torch.tensor(target, dtype=torch.long)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_val = int(len(x) * val_fraction)
     val_idx, train_idx = perm[:n_val], perm[n_val:]

@@ -28,7 +28,6 @@ must belong to the run's workflow). Checkpoints written by the runners
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections import OrderedDict
@@ -248,26 +247,9 @@ def _read_directory(path: Path, map_location: Any) -> dict[str, Any]:
 
 
 def _read_pth(path: Path, map_location: Any, allow_numpy: bool) -> Any:
-    import pickle
+    from fsm_trainer.checkpoint._weights import read_pth
 
-    from fsm_trainer.checkpoint import _numpy_globals
-
-    allowed = torch.serialization.safe_globals(_numpy_globals()) if allow_numpy else contextlib.nullcontext()
-    try:
-        with allowed:
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ""
-        if "numpy" in str(exc) and not allow_numpy:
-            hint = (" It holds NumPy objects (mmcv's runners write NumPy scalars in 'meta'); if you trust where "
-                    "the file comes from, pass allow_numpy=True.")
-        msg = (f"{path} needs more than torch.load(weights_only=True) allows: {first}. fsm_trainer never "
-               f"loads files with weights_only=False.{hint}")
-        raise NotACheckpointError(msg) from exc
-    except (RuntimeError, OSError, EOFError) as exc:
-        msg = f"{path}: cannot be read as a PyTorch file ({exc})"
-        raise NotACheckpointError(msg) from exc
+    return read_pth(path, map_location, allow_numpy)
 
 
 def _load_checkpoint(filename: str | Path, map_location: Any = None, logger: logging.Logger | None = None, *,

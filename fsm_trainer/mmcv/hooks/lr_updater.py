@@ -10,7 +10,7 @@ mmcv's logic below with the policy's ``get_lr`` (``CyclicLrUpdaterHook`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from fsm_trainer.mmcv.hook import MmcvCompatError
@@ -209,7 +209,59 @@ def _policy_class(policy: str) -> type:
     return type(name, (LrUpdaterHook,), ns)
 
 
-class CyclicLrUpdaterHook(LrUpdaterHook):
+class CyclicAttrs:
+    """The attributes mmcv's cyclic LR and momentum hooks have (set by :func:`adopt_cyclic`)."""
+
+    target_ratio: tuple[float, float]
+    cyclic_times: int
+    step_ratio_up: float
+    gamma: float
+    anneal_func: Callable[[float, float, float], float]
+    max_iter_per_phase: int | None
+
+
+def adopt_cyclic(hook: CyclicAttrs, policy: Any) -> None:
+    """Give a cyclic LR or momentum hook mmcv's attributes from its validated ``Cyclic`` policy."""
+    from fsm_trainer.schedules import Cyclic
+
+    assert isinstance(policy, Cyclic)
+    hook.target_ratio = policy.target_ratio
+    hook.cyclic_times = policy.cyclic_times
+    hook.step_ratio_up = policy.step_ratio_up
+    hook.gamma = policy.gamma
+    hook.anneal_func = ANNEAL[policy.anneal]
+    hook.max_iter_per_phase = None
+
+
+def cyclic_phases(max_iters: int, cyclic_times: int, step_ratio_up: float,
+                  target_ratio: Sequence[float]) -> tuple[int, list[list[Any]]]:
+    """mmcv's cyclic phases: iterations per cycle, ``[start, end, start_ratio, end_ratio]`` of rise and fall."""
+    per_phase = max_iters // cyclic_times
+    up = int(step_ratio_up * per_phase)
+    return per_phase, [[0, up, 1, target_ratio[0]], [up, per_phase, target_ratio[0], target_ratio[1]]]
+
+
+def cyclic_value(hook: CyclicAttrs, base: float, it: int, phases: list[list[Any]]) -> float:
+    """The cyclic LR or momentum of ``base`` at iteration ``it``, with the hook's ``max_iter_per_phase``,
+    ``gamma`` and ``anneal_func`` (mmcv's cyclic ``get_lr``/``get_momentum``)."""
+    per_phase = hook.max_iter_per_phase
+    assert per_phase is not None, "before_run computes the phases"
+    curr_iter = it % per_phase
+    scale = hook.gamma ** (it // per_phase)
+    for start_iter, end_iter, start_ratio, end_ratio in phases:
+        if start_iter <= curr_iter < end_iter:
+            # the excursion shrinks by gamma per cycle: the rise's end, the fall's start
+            if start_iter == 0:
+                end_ratio = 1 - scale + end_ratio * scale
+            else:
+                start_ratio = 1 - scale + start_ratio * scale
+            return float(hook.anneal_func(base * start_ratio, base * end_ratio,
+                                          (curr_iter - start_iter) / (end_iter - start_iter)))
+    msg = f"no cyclic phase holds iteration {it} (phases {phases})"
+    raise MmcvCompatError(msg)
+
+
+class CyclicLrUpdaterHook(LrUpdaterHook, CyclicAttrs):
     """mmcv's ``CyclicLrUpdaterHook(by_epoch=False, target_ratio=(10, 1e-4), cyclic_times=1, step_ratio_up=0.4,
     anneal_strategy='cos', gamma=1, **warmup)``.
 
@@ -222,48 +274,24 @@ class CyclicLrUpdaterHook(LrUpdaterHook):
     def __init__(self, by_epoch: bool = False, target_ratio: float | tuple[float, ...] = (10, 1e-4),
                  cyclic_times: int = 1, step_ratio_up: float = 0.4, anneal_strategy: str = "cos",
                  gamma: float = 1, **kwargs: Any) -> None:
-        from fsm_trainer.schedules import Cyclic, build_lr_schedule
+        from fsm_trainer.schedules import build_lr_schedule
 
         common = _split(kwargs)
         self.policy_args = {"target_ratio": target_ratio, "cyclic_times": cyclic_times,
                             "step_ratio_up": step_ratio_up, "anneal_strategy": anneal_strategy, "gamma": gamma,
                             **kwargs}
         self.schedule = build_lr_schedule(policy="Cyclic", by_epoch=by_epoch, **common, **self.policy_args)
-        p = self.schedule.policy
-        assert isinstance(p, Cyclic)
-        self.target_ratio = p.target_ratio
-        self.cyclic_times = p.cyclic_times
-        self.step_ratio_up = p.step_ratio_up
-        self.gamma = p.gamma
-        self.anneal_func: Callable[[float, float, float], float] = ANNEAL[p.anneal]
-        self.max_iter_per_phase: int | None = None
+        adopt_cyclic(self, self.schedule.policy)
         self.lr_phases: list[list[Any]] = []
         super().__init__(by_epoch=by_epoch, **common)
 
     def before_run(self, runner: Any) -> None:
         super().before_run(runner)
-        per_phase = runner.max_iters // self.cyclic_times
-        iter_up_phase = int(self.step_ratio_up * per_phase)
-        self.max_iter_per_phase = per_phase
-        self.lr_phases = [[0, iter_up_phase, 1, self.target_ratio[0]],
-                          [iter_up_phase, per_phase, self.target_ratio[0], self.target_ratio[1]]]
+        self.max_iter_per_phase, self.lr_phases = cyclic_phases(runner.max_iters, self.cyclic_times,
+                                                                self.step_ratio_up, self.target_ratio)
 
     def get_lr(self, runner: Any, base_lr: float) -> float:
-        per_phase = self.max_iter_per_phase
-        assert per_phase is not None, "before_run computes the phases"
-        curr_iter = runner.iter % per_phase
-        scale = self.gamma ** (runner.iter // per_phase)
-        for start_iter, end_iter, start_ratio, end_ratio in self.lr_phases:
-            if start_iter <= curr_iter < end_iter:
-                # the excursion shrinks by gamma per cycle: the rise's end, the fall's start
-                if start_iter == 0:
-                    end_ratio = 1 - scale + end_ratio * scale
-                else:
-                    start_ratio = 1 - scale + start_ratio * scale
-                return self.anneal_func(base_lr * start_ratio, base_lr * end_ratio,
-                                        (curr_iter - start_iter) / (end_iter - start_iter))
-        msg = f"no cyclic phase holds iteration {runner.iter} (phases {self.lr_phases})"
-        raise MmcvCompatError(msg)
+        return cyclic_value(self, base_lr, runner.iter, self.lr_phases)
 
 
 class OneCycleLrUpdaterHook(LrUpdaterHook):

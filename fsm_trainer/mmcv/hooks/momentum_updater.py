@@ -17,7 +17,17 @@ from fsm_trainer.priority import Priority
 from fsm_trainer.schedules import ANNEAL
 
 from ._base import MappedHook, shipped
-from .lr_updater import annealing_cos, annealing_linear, check_warmup, for_groups, format_param
+from .lr_updater import (
+    CyclicAttrs,
+    adopt_cyclic,
+    annealing_cos,
+    annealing_linear,
+    check_warmup,
+    cyclic_phases,
+    cyclic_value,
+    for_groups,
+    format_param,
+)
 
 _COMMON = ("by_epoch", "warmup", "warmup_iters", "warmup_ratio")
 
@@ -214,7 +224,7 @@ class LinearAnnealingMomentumUpdaterHook(_Annealing):
     anneal = staticmethod(annealing_linear)
 
 
-class CyclicMomentumUpdaterHook(MomentumUpdaterHook):
+class CyclicMomentumUpdaterHook(MomentumUpdaterHook, CyclicAttrs):
     """mmcv's ``CyclicMomentumUpdaterHook(by_epoch=False, target_ratio=(0.85 / 0.95, 1.), cyclic_times=1,
     step_ratio_up=0.4, anneal_strategy='cos', gamma=1., **warmup)``.
 
@@ -228,47 +238,23 @@ class CyclicMomentumUpdaterHook(MomentumUpdaterHook):
     def __init__(self, by_epoch: bool = False, target_ratio: float | tuple[float, ...] = (0.85 / 0.95, 1.0),
                  cyclic_times: int = 1, step_ratio_up: float = 0.4, anneal_strategy: str = "cos",
                  gamma: float = 1.0, **kwargs: Any) -> None:
-        from fsm_trainer.schedules import Cyclic
 
         common = _split(kwargs)
         self.policy_args = {"target_ratio": target_ratio, "cyclic_times": cyclic_times,
                             "step_ratio_up": step_ratio_up, "anneal_strategy": anneal_strategy, "gamma": gamma,
                             **kwargs}
         self.schedule = _validate("Cyclic", {"by_epoch": by_epoch, **common}, self.policy_args)
-        p = self.schedule.policy
-        assert isinstance(p, Cyclic)
-        self.target_ratio = p.target_ratio
-        self.cyclic_times = p.cyclic_times
-        self.step_ratio_up = p.step_ratio_up
-        self.gamma = p.gamma
-        self.anneal_func: Callable[[float, float, float], float] = ANNEAL[p.anneal]
-        self.max_iter_per_phase: int | None = None
+        adopt_cyclic(self, self.schedule.policy)
         self.momentum_phases: list[list[Any]] = []
         super().__init__(by_epoch=by_epoch, **common)
 
     def before_run(self, runner: Any) -> None:
         super().before_run(runner)
-        per_phase = runner.max_iters // self.cyclic_times
-        iter_up_phase = int(self.step_ratio_up * per_phase)
-        self.max_iter_per_phase = per_phase
-        self.momentum_phases = [[0, iter_up_phase, 1, self.target_ratio[0]],
-                                [iter_up_phase, per_phase, self.target_ratio[0], self.target_ratio[1]]]
+        self.max_iter_per_phase, self.momentum_phases = cyclic_phases(runner.max_iters, self.cyclic_times,
+                                                                      self.step_ratio_up, self.target_ratio)
 
     def get_momentum(self, runner: Any, base_momentum: float) -> float:
-        per_phase = self.max_iter_per_phase
-        assert per_phase is not None, "before_run computes the phases"
-        curr_iter = runner.iter % per_phase
-        scale = self.gamma ** (runner.iter // per_phase)
-        for start_iter, end_iter, start_ratio, end_ratio in self.momentum_phases:
-            if start_iter <= curr_iter < end_iter:
-                if start_iter == 0:
-                    end_ratio = 1 - scale + end_ratio * scale
-                else:
-                    start_ratio = 1 - scale + start_ratio * scale
-                return self.anneal_func(base_momentum * start_ratio, base_momentum * end_ratio,
-                                        (curr_iter - start_iter) / (end_iter - start_iter))
-        msg = f"no cyclic phase holds iteration {runner.iter} (phases {self.momentum_phases})"
-        raise MmcvCompatError(msg)
+        return cyclic_value(self, base_momentum, runner.iter, self.momentum_phases)
 
 
 class OneCycleMomentumUpdaterHook(MomentumUpdaterHook):
