@@ -35,7 +35,7 @@ def digits_arrays() -> tuple[Any, Any]:
     costs more than the rest of a short run's start-up).
 
     Raises:
-        ModuleNotFoundError: scikit-learn is not installed.
+        ImportError: scikit-learn is not installed.
     """
     import gzip
     import importlib.util
@@ -45,7 +45,7 @@ def digits_arrays() -> tuple[Any, Any]:
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         msg = "the digits example reads scikit-learn's digits data: pip install scikit-learn"
-        raise ModuleNotFoundError(msg, name="sklearn")
+        raise ImportError(msg, name="sklearn")
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",")
