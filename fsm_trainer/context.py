@@ -58,8 +58,9 @@ class RunContext:
     rebuilt it; ``parallel_model`` the DDP wrapper): nothing rebinds them. The mutable parts are
     services with one job each: :attr:`logs` (the log buffer and its loggers), :attr:`ledger`
     (checkpoint directories, the checkpoint resumed from), :attr:`layout` (hooks and cycling
-    loaders, set by the runner) and :attr:`on_exit` (cleanup callbacks; the run calls every
-    one, last added first, through an ``ExitStack``, also when it raises).
+    loaders, set by the runner), :attr:`on_exit` (cleanup callbacks; the run calls every
+    one, last added first, through an ``ExitStack``, also when it raises) and
+    :attr:`before_step` (callbacks at each step's start).
     """
 
     table: TransitionTable
@@ -80,6 +81,10 @@ class RunContext:
     layout: RunLayout = attrs.field(factory=RunLayout)
     on_exit: list[Callable[[], None]] = attrs.field(factory=list)
     """Called (last added first) when the run ends, also when it raises."""
+    before_step: list[Callable[[], None]] = attrs.field(factory=list)
+    """Called, in the order added, right before each step of the run (after the iteration's
+    ``before_*_iter`` hooks): effects at the step's edge that neither read nor change the state,
+    at no hook point (the iteration timer's ``data_time``). Hook factories add to it."""
 
     @property
     def hooks(self) -> tuple[Any, ...]:

@@ -300,8 +300,29 @@ def _loop(table: TransitionTable, composed: ComposedHooks, ctx: RunContext, trai
     def keep(iter_loaders: list[IterLoader]) -> None:
         ctx.layout.iter_loaders = iter_loaders
 
+    if ctx.before_step:
+        train_step, val_step = _after(ctx.before_step, train_step), _after(ctx.before_step, val_step)
     return Loop(table, composed.fns, ctx.data_loaders, {"train": train_step, "val": val_step}, scope=scope,
                 restorer=restorer, logger=ctx.logger, on_iter_loaders=keep, bad_outputs=bad_outputs)
+
+
+def _after(calls: list[Callable[[], None]], step: StepFn) -> StepFn:
+    """``step`` preceded by ``calls`` (``RunContext.before_step``)."""
+    if len(calls) == 1:
+        (call,) = calls
+
+        def one(batch: Any) -> Any:
+            call()
+            return step(batch)
+
+        return one
+
+    def each(batch: Any) -> Any:
+        for c in calls:
+            c()
+        return step(batch)
+
+    return each
 
 
 def _rescaled(restorer: Any, s: TrainState, table: TransitionTable, logger: logging.Logger) -> TrainState:

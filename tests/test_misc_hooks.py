@@ -155,3 +155,55 @@ def test_trace_equals_the_dry_run(tmp_path, table):
     assert got == dry
     first = json.loads(path.read_text().splitlines()[0])
     assert first["seq"] == 0 and first["point"] == "before_run"
+
+
+@pytest.mark.parametrize("by", ["epoch", "iter"])
+def test_iter_timer_data_time_is_the_wait_for_the_batch_and_time_the_whole_iteration(
+        by: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a clock that the loader advances by 1 per batch, a before hook by 100 and the step
+    by 10: data_time is 101 (batch and before hooks), time 111, for train and val iterations."""
+    from fsm_trainer import Hook
+    from fsm_trainer.hooks import iter_timer_hook
+    from fsm_trainer.hooks import timer as timer_module
+
+    now = [0.0]
+    monkeypatch.setattr(timer_module, "perf_counter", lambda: now[0])
+
+    class Ticking:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __iter__(self):
+            for i in range(self.n):
+                now[0] += 1.0
+                yield i
+
+    def step(batch: int) -> dict[str, object]:
+        now[0] += 10.0
+        return {}
+
+    def before(s: TrainState) -> TrainState:
+        now[0] += 100.0
+        return s
+
+    seen: dict[str, list[object]] = {}
+
+    def probe(ctx):
+        buf = ctx.log_buffer
+
+        def after(s: TrainState) -> TrainState:
+            seen.setdefault(s.mode, []).append((buf.values["data_time"][-1], buf.values["time"][-1]))
+            return s
+
+        return Hook("Probe", "LOWEST", {"after_train_iter": after, "after_val_iter": after})
+
+    hooks = [iter_timer_hook(), probe,
+             Hook("Slow", "HIGHEST", {"before_train_iter": before, "before_val_iter": before})]
+    limit = {"max_epochs": 2} if by == "epoch" else {"max_iters": 4}
+    run(TrainState(), compile_workflow([("train", 2), ("val", 1)], **limit), data_loaders=[Ticking(2), Ticking(2)],
+        hooks=hooks, train_step=step, val_step=step, device=None)
+    assert seen["train"] and seen["val"]
+    assert all(v == (101.0, 111.0) for v in seen["train"] + seen["val"]), seen

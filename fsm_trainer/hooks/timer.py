@@ -17,7 +17,10 @@ def iter_timer_hook(
     """mmcv's ``IterTimerHook``: times each train and val iteration into the log buffer.
 
     ``data_time`` runs from the end of the previous iteration (or the epoch start) to the
-    iteration's first point; ``time`` from there to its last point, for both modes.
+    start of the iteration's step (the batch has arrived and the ``before_*_iter`` hooks
+    ran; see :attr:`RunContext.before_step <fsm_trainer.context.RunContext.before_step>`);
+    ``time`` from the end of the previous iteration to the iteration's ``after_*_iter``
+    point, for both modes.
 
     Both are host clocks (``perf_counter``); nothing here waits for the device. On an
     accelerator, where steps log tensors and no host sync happens between logging points,
@@ -38,9 +41,8 @@ def iter_timer_hook(
             t[0] = perf_counter()
             return s
 
-        def before_iter(s: TrainState) -> TrainState:
+        def step_starts() -> None:
             update("data_time", perf_counter() - t[0])
-            return s
 
         def after_iter(s: TrainState) -> TrainState:
             now = perf_counter()
@@ -48,10 +50,11 @@ def iter_timer_hook(
             t[0] = now
             return s
 
+        # data_time is taken at the step's edge, not at a before_*_iter point: an iteration
+        # without other before hooks then costs no extra state and no extra stage call.
+        ctx.before_step.append(step_starts)
         return Hook(name, priority, reachable_only({
-            "before_epoch": start,
-            "before_train_iter": before_iter, "before_val_iter": before_iter,
-            "after_train_iter": after_iter, "after_val_iter": after_iter,
+            "before_epoch": start, "after_train_iter": after_iter, "after_val_iter": after_iter,
         }, ctx.table))
 
     return factory
