@@ -312,3 +312,24 @@ def test_runner_checkpoint_meta_has_the_counters(tmp_path: Path) -> None:
     ck = load_checkpoint(fresh, tmp_path / "epoch_2.pth", strict=True)
     assert (ck["meta"]["epoch"], ck["meta"]["iter"]) == (2, 4)
     assert "optimizer" in ck and _same_weights(fresh, m)
+
+
+def test_a_pth_file_is_never_read_as_a_latest_pointer(tmp_path: Path) -> None:
+    """A one-line text file named ``.pth`` is a damaged PyTorch file, not a pointer to a checkpoint."""
+    import logging
+
+    from fsm_trainer.checkpoint import NotACheckpointError, load_weights
+    from fsm_trainer.mmcv import EpochBasedRunner
+
+    (tmp_path / "elsewhere").mkdir()
+    bad = tmp_path / "epoch_1.pth"
+    bad.write_text("elsewhere\n")
+    net = torch.nn.Linear(2, 1)
+    with pytest.raises(NotACheckpointError, match=r"epoch_1\.pth"):
+        load_checkpoint(net, bad)
+    with pytest.raises(NotACheckpointError, match=r"epoch_1\.pth"):
+        load_weights(net, bad)
+    runner = EpochBasedRunner(net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1), max_epochs=1,
+                              logger=logging.getLogger("t"))
+    with pytest.raises(NotACheckpointError, match=r"epoch_1\.pth"):
+        runner.resume(bad)

@@ -239,6 +239,11 @@ def _numpy_globals() -> list[Any]:
     return [scalar, np.dtype, *(type(np.dtype(k)) for k in kinds)]
 
 
+def _torch_file(path: Path) -> bool:
+    """A ``.pth``/``.pt`` file is read with ``torch.load``, never as a ``latest`` pointer."""
+    return path.suffix in (".pth", ".pt") and path.is_file()
+
+
 def read_pth(path: Path, map_location: Any, allow_numpy: bool) -> Any:
     """What ``torch.load(path, map_location, weights_only=True)`` returns, NumPy scalars allowed
     with ``allow_numpy`` (mmcv writes them in ``meta``); never ``weights_only=False``.
@@ -262,8 +267,9 @@ def read_pth(path: Path, map_location: Any, allow_numpy: bool) -> Any:
         msg = (f"{path} needs more than torch.load(weights_only=True) allows: {first}. fsm_trainer never "
                f"loads files with weights_only=False.{hint}")
         raise NotACheckpointError(msg) from exc
-    except (RuntimeError, OSError, EOFError) as exc:
-        msg = f"{path}: cannot be read as a PyTorch file ({exc})"
+    except (RuntimeError, OSError, EOFError, ValueError, IndexError, KeyError, TypeError) as exc:
+        # torch's weights-only unpickler reports a damaged or foreign file with any of these
+        msg = f"{path}: cannot be read as a PyTorch file ({type(exc).__name__}: {exc})"
         raise NotACheckpointError(msg) from exc
 
 
@@ -298,7 +304,7 @@ def load_weights(
     if not path.exists():
         msg = f"load_from={str(path)!r}: no such file or directory"
         raise CheckpointNotFoundError(msg)
-    if path.is_dir() or _follow_latest(path) is not None:
+    if path.is_dir() or (not _torch_file(path) and _follow_latest(path) is not None):
         return load_model_state(model, load_checkpoint(path).model, strict=strict, logger=logger)
     obj = read_pth(path, "cpu", allow_numpy)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else obj

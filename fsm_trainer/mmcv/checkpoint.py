@@ -267,9 +267,10 @@ def _load_checkpoint(filename: str | Path, map_location: Any = None, logger: log
     """
     del logger
     from fsm_trainer.checkpoint import _follow_latest
+    from fsm_trainer.checkpoint._weights import _torch_file
 
     path = _checkpoint_path(filename)
-    if path.is_dir() or _follow_latest(path) is not None:
+    if path.is_dir() or (not _torch_file(path) and _follow_latest(path) is not None):
         return _read_directory(path, map_location)
     return _read_pth(path, map_location, allow_numpy)
 

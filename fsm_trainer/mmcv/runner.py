@@ -356,7 +356,7 @@ class BaseRunner(RunnerView):
         from fsm_trainer.checkpoint import _follow_latest, load_checkpoint, load_model_state, load_optimizer_state
 
         path = _existing(checkpoint)
-        if path.is_file() and _follow_latest(path) is None:
+        if path.is_file() and (path.suffix in (".pth", ".pt") or _follow_latest(path) is None):  # an mmcv file
             self._resume_pth(path, resume_optimizer)
             return
         ck = load_checkpoint(path)
