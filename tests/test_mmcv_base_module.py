@@ -11,16 +11,15 @@ any difference in what is drawn, or in which order, changes the values completel
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from _mmcv_init_tool import GOLDEN, TOOL
 
 from fsm_trainer.checkpoint import NotACheckpointError
 from fsm_trainer.errors import FsmTrainerError
@@ -37,20 +36,6 @@ from fsm_trainer.mmcv.base_module import (
 )
 from fsm_trainer.mmcv.checkpoint import save_checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = json.loads((ROOT / "tests" / "golden" / "mmcv_api" / "init.json").read_text())
-
-
-def _tool() -> object:
-    spec = importlib.util.spec_from_file_location("record_mmcv_init", ROOT / "tools" / "record_mmcv_init.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("record_mmcv_init", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-TOOL = _tool()
 API = SimpleNamespace(BaseModule=BaseModule, Sequential=Sequential, ModuleList=ModuleList, ModuleDict=ModuleDict)
 
 

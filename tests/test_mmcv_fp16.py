@@ -11,16 +11,13 @@ is a no-op there), as CUDA does in both.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import sys
 import warnings
 from collections import namedtuple
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from _mmcv_init_tool import GOLDEN, TOOL
 
 from fsm_trainer.errors import FsmTrainerError
 from fsm_trainer.mmcv.fp16 import (
@@ -34,20 +31,6 @@ from fsm_trainer.mmcv.fp16 import (
     wrap_fp16_model,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = json.loads((ROOT / "tests" / "golden" / "mmcv_api" / "init.json").read_text())
-
-
-def _tool() -> object:
-    spec = importlib.util.spec_from_file_location("record_mmcv_init", ROOT / "tools" / "record_mmcv_init.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("record_mmcv_init", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-TOOL = _tool()
 API = SimpleNamespace(auto_fp16=auto_fp16, force_fp32=force_fp32, wrap_fp16_model=wrap_fp16_model,
                       cast_tensor_type=cast_tensor_type, LossScaler=LossScaler)
 
