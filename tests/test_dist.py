@@ -480,12 +480,10 @@ def _two_nodes(wd: Path, *extra: str, restarts: int = 0, timeout: float = 180) -
 
 @pytest.mark.slow
 def test_two_nodes_train_are_killed_and_resume_bit_identical(reference, tmp_path):
-    """Two launches as two nodes (c10d rendezvous on localhost, gloo) train like one 2-rank launch;
-    killed mid-epoch (a worker SIGKILLed, the job fails on both nodes) and launched again on both
-    nodes, the job resumes from the last checkpoint and ends bit-identical."""
-    wd = tmp_path / "nodes"
-    for r in _two_nodes(wd):
-        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    """Two launches as two nodes (c10d rendezvous on localhost, gloo), killed mid-epoch (a worker
+    SIGKILLed, the job fails on both nodes) and launched again on both nodes: the job resumes from
+    the last checkpoint and ends bit-identical to one uninterrupted 2-rank launch (so the two nodes
+    also train as that launch does)."""
     killed = tmp_path / "nodes-killed"
     assert any(r.returncode != 0 for r in _two_nodes(killed, "--kill-at", "9"))
     runs = _two_nodes(killed)
@@ -494,5 +492,4 @@ def test_two_nodes_train_are_killed_and_resume_bit_identical(reference, tmp_path
     assert "resumed from" in out
     for rank in (0, 1):
         want = load_file(str(reference / f"final_rank{rank}.safetensors"))
-        assert tensors_equal(load_file(str(wd / f"final_rank{rank}.safetensors")), want) == [], rank
         assert tensors_equal(load_file(str(killed / f"final_rank{rank}.safetensors")), want) == [], rank
