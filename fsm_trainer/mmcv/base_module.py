@@ -239,14 +239,21 @@ def _run_one(module: nn.Module, cfg: Mapping[str, Any], wholemodule: bool) -> No
     module.apply(init)
 
 
-def _run_override(module: nn.Module, override: Any, outer: Mapping[str, Any]) -> None:
-    if not isinstance(override, (dict, list)):
-        msg = f"override must be a dict or a list of dicts, got {override!r}"
+def _entries(value: Any, what: str) -> list[dict[str, Any]]:
+    """``value`` (a dict or a list of dicts, as ``init_cfg`` and ``override`` are) as a list of dicts."""
+    if not isinstance(value, (dict, list)):
+        msg = f"{what} must be a dict or a list of dicts, got {value!r}"
         raise InitCfgTypeError(msg)
-    for entry in [override] if isinstance(override, dict) else override:
+    entries = [value] if isinstance(value, dict) else value
+    for entry in entries:
         if not isinstance(entry, dict):
-            msg = f"override entries must be dicts, got {entry!r}"
+            msg = f"{what} entries must be dicts, got {entry!r}"
             raise InitCfgTypeError(msg)
+    return entries
+
+
+def _run_override(module: nn.Module, override: Any, outer: Mapping[str, Any]) -> None:
+    for entry in _entries(override, "override"):
         cfg = copy.deepcopy(entry)
         name = cfg.pop("name", None)
         if name is None:
@@ -280,13 +287,7 @@ def initialize(module: nn.Module, init_cfg: InitCfg) -> None:
     >>> net[0].weight.unique().tolist(), net[1].weight.unique().tolist()
     ([1.0], [2.0])
     """
-    if not isinstance(init_cfg, (dict, list)):
-        msg = f"init_cfg must be a dict or a list of dicts, got {init_cfg!r}"
-        raise InitCfgTypeError(msg)
-    for entry in [init_cfg] if isinstance(init_cfg, dict) else init_cfg:
-        if not isinstance(entry, dict):
-            msg = f"init_cfg entries must be dicts, got {entry!r}"
-            raise InitCfgTypeError(msg)
+    for entry in _entries(init_cfg, "init_cfg"):
         cfg = copy.deepcopy(entry)
         override = cfg.pop("override", None)
         _run_one(module, cfg, wholemodule=False)
