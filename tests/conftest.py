@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,6 +8,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The tests run their tiny models on one thread each: more only spin, and the suite's processes
+# (pytest-xdist workers, torchrun ranks) share the machine's cores. Set before torch is imported,
+# so every process the tests start inherits it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Checkpoints fsync each file they commit; on a disk that is most of a small run's time. Where
+# the machine has a RAM file system, the tests' temporary directories live there.
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = "/dev/shm"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -18,6 +18,10 @@ from fsm_trainer.checkpoint._errors import CorruptCheckpointError
 from fsm_trainer.checkpoint._layout import TENSOR_FILE
 from fsm_trainer.errors import ArgumentTypeError
 
+# Values stored as they are: a list or tuple of only these (an RNG state's 624 words) is copied
+# in one pass instead of being walked element by element.
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
 
 def encode(obj: Any, path: str, tensors: dict[str, torch.Tensor], _seen: dict[Any, str] | None = None) -> Any:
     """Plain JSON data for ``obj``; its tensors are added to ``tensors`` under keys from ``path``.
@@ -50,6 +54,8 @@ def encode(obj: Any, path: str, tensors: dict[str, torch.Tensor], _seen: dict[An
             return {k: encode(v, f"{path}/{k}", tensors, seen) for k, v in obj.items()}
         return {"__dict__": [[encode(k, f"{path}/key", tensors, seen), encode(v, f"{path}/{k}", tensors, seen)]
                              for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)) and _SCALARS.issuperset(map(type, obj)):
+        return {"__tuple__": list(obj)} if isinstance(obj, tuple) else list(obj)
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(v, f"{path}/{i}", tensors, seen) for i, v in enumerate(obj)]}
     if isinstance(obj, list):
