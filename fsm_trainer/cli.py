@@ -245,15 +245,9 @@ def _train(cfg: Any, session: Session, *, config_name: str, work_dir: str | None
                              progress_flag=progress_flag, rank=rank, world=world)
     finally:
         if launcher != "none":
-            import torch.distributed as dist
+            from fsm_trainer.dist import destroy_dist
 
-            if dist.is_initialized():
-                # Tear down together: a rank closing its connections while another still
-                # finishes can abort the other in gloo's destructor.
-                try:
-                    dist.barrier()
-                finally:
-                    dist.destroy_process_group()
+            destroy_dist()
 
 
 def _resume_arg(cli_resume: str | None, cfg: Any) -> str | None:

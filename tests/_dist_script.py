@@ -158,10 +158,11 @@ def main() -> int:
         (wd / "result.json").write_text(json.dumps({
             "hook": last["metrics"], "direct": direct, "iter": final.iter, "epoch": final.epoch, "world": world,
         }))
-    import torch.distributed as dist
+    del model, kw, final
+    seen.clear()
+    from fsm_trainer.dist import destroy_dist
 
-    dist.barrier()  # no rank tears the group down while another still uses it
-    dist.destroy_process_group()
+    destroy_dist()
     return 0
 
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from fsm_trainer import TrainState, run
 from fsm_trainer.checkpoint import _for_rank, load_checkpoint
-from fsm_trainer.dist import collect_outputs, collect_results, interleave_results, rescale_position
+from fsm_trainer.dist import collect_outputs, collect_results, destroy_dist, interleave_results, rescale_position
 from fsm_trainer.sampler import ResumableSampler, epoch_order
 
 HERE = Path(__file__).parent
@@ -306,6 +306,36 @@ def test_rescaled_position_never_repeats_a_sample():
                 assert k2 * new >= k * old > (k2 - 1) * new or k == k2 == 0
 
 
+def test_destroy_dist_frees_what_holds_the_group_then_leaves_it(tmp_path):
+    """Objects in reference cycles that hold the group are freed before the group is destroyed;
+    without a group it does nothing."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+
+    destroy_dist()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        class Holder:
+            pass
+
+        holder = Holder()
+        holder.cycle, holder.group = holder, dist.group.WORLD  # type: ignore[attr-defined]
+        gone = weakref.ref(holder)
+        del holder
+        gc.disable()  # only destroy_dist's own collection may free it
+        try:
+            destroy_dist()
+        finally:
+            gc.enable()
+        assert gone() is None
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_collect_in_one_process():
     """Without a process group, collecting keeps the first ``size`` results."""
     assert collect_results([1, 2, 3], 2) == [1, 2]
@@ -333,8 +363,7 @@ def _sync_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     sync_buffers(bn)
     if rank == 0:
         torch.save({"mean": bn.running_mean.clone(), "count": bn.num_batches_tracked.clone()}, out_file)
-    dist.barrier()
-    dist.destroy_process_group()
+    destroy_dist()
 
 
 def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
@@ -410,8 +439,7 @@ def _accumulate_worker(rank: int, world: int, init_file: str, out_file: str) -> 
         torch.save({"results": {f"{a}/{b}": v for (a, b), v in results.items()}, "refused": refused,
                     "single": (plain.state_dict(), plain_opt.state_dict()), "loaded": loaded,
                     "reduces": {f"{a}/{b}": len(v) for (a, b), v in reduces.items()}}, out_file)
-    dist.barrier()
-    dist.destroy_process_group()
+    destroy_dist()
 
 
 @pytest.mark.slow

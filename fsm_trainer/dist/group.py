@@ -9,6 +9,7 @@ process group, so the same code runs both ways.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,24 @@ def init_dist(launcher: str = "pytorch", backend: str | None = None, timeout_s: 
     else:
         dist.init_process_group(backend, init_method="env://", timeout=timeout)
     return get_dist_info()
+
+
+def destroy_dist() -> None:
+    """Leave the default process group together with the other ranks (no-op without one).
+
+    Objects left in reference cycles that still hold the group (a sharded or wrapped model, a
+    finished run's context) are freed first, so the group is destroyed here, its threads joined
+    while the interpreter is whole, not during interpreter shutdown (where a gloo thread that
+    touches a tensor can abort the process). Then every rank waits for the others, so that none
+    closes its connections while another still uses them, and the group is destroyed.
+    """
+    if not is_dist():
+        return
+    gc.collect()
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def collective_device() -> torch.device:

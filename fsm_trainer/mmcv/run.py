@@ -2,7 +2,8 @@
 
 Installs fsm_trainer's mmcv layer (``fsm_trainer.mmcv.install()``), then runs the script as ``python
 tools/train.py args...`` would: as ``__main__``, with ``sys.argv == ['tools/train.py', *args]`` and the
-script's folder first on ``sys.path``. Processes that re-import the script (``spawn``/``forkserver``
+script's folder first on ``sys.path``; a process group the script leaves is destroyed, on every
+rank together, once it returns. Processes that re-import the script (``spawn``/``forkserver``
 DataLoader workers) inherit ``sys.path`` but not the layer: a temporary ``mmcv`` package last on
 ``sys.path`` installs it there (``_install._adopt``).
 """
@@ -52,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path[:1] = [os.path.dirname(os.path.abspath(args[0]))]
     sys.path.append(shim)
     runpy.run_path(args[0], run_name="__main__")
+    # mmcv scripts leave their process group to interpreter shutdown; leave it here, together.
+    from fsm_trainer.dist import destroy_dist
+
+    destroy_dist()
     return 0
 
 
