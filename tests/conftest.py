@@ -20,9 +20,13 @@ if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and o
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``gpu`` where CUDA is not available."""
+    """Files holding ``slow`` tests first (each file stays whole and in order), so that the
+    pytest-xdist workers, given whole files, do not end on a long one; skip tests marked ``gpu``
+    where CUDA is not available."""
     import torch
 
+    slow_files = {item.path for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: item.path not in slow_files)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs CUDA (marked gpu); this machine has none")

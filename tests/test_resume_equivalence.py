@@ -250,6 +250,7 @@ def assert_resume_equal(ref: dict[str, Any], ref_dir: Path, got: dict[str, Any],
 PARAMS = [pytest.param(case, kind, id=f"{kind}-{case}") for kind in KINDS for case in CASES if _applies(case, kind)]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize(("case", "kind"), PARAMS)
 def test_resume_equals_uninterrupted(case: str, kind: str, tmp_path: Path) -> None:
