@@ -13,9 +13,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 # (pytest-xdist workers, torchrun ranks) share the machine's cores. Set before torch is imported,
 # so every process the tests start inherits it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _ram_dir(path: str = "/dev/shm", need: int = 2 << 30) -> bool:
+    """Whether ``path`` is a writable directory with ``need`` bytes free (a container's default
+    /dev/shm has 64 MiB)."""
+    if not (os.path.isdir(path) and os.access(path, os.W_OK)):
+        return False
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize >= need
+
+
 # Checkpoints fsync each file they commit; on a disk that is most of a small run's time. Where
-# the machine has a RAM file system, the tests' temporary directories live there.
-if "PYTEST_DEBUG_TEMPROOT" not in os.environ and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+# the machine has a roomy RAM file system, the tests' temporary directories live there.
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ and _ram_dir():
     os.environ["PYTEST_DEBUG_TEMPROOT"] = "/dev/shm"
 
 
