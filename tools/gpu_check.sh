@@ -28,7 +28,8 @@ EOF
 
 echo "== gpu-marked tests"
 mapfile -t files < <(grep -l "mark.gpu" tests/test_*.py)
-timeout 300 "$py" -m pytest -q -m gpu -p no:cacheprovider "${files[@]}" || status=1
+# one process on the one GPU, with or without pytest-xdist installed (addopts asks for workers)
+timeout 300 "$py" -m pytest -q -m gpu -o addopts="" -p no:cacheprovider "${files[@]}" || status=1
 
 echo "== bench_overhead --device cuda"
 timeout 90 "$py" benchmarks/bench_overhead.py --device cuda --iters 1000 --rounds 5 || status=1
