@@ -312,7 +312,7 @@ def _train_ranked(cfg: Any, session: Session, *, config_name: str, work_dir: str
     kwargs = built.run_kwargs()
     kwargs["hooks"] = hooks
     logger.info("work_dir: %s", wd)
-    from fsm_trainer.config.build import without_effect
+    from fsm_trainer.config.validate import without_effect
 
     ignored = without_effect(cfg, distributed=world > 1)
     if ignored:
@@ -398,7 +398,8 @@ def _compose(built: Any, logger: logging.Logger) -> tuple[Any, list[str]]:
 
 def cmd_show(args: argparse.Namespace, session: Session) -> int:
     from fsm_trainer.config import unstructure_config
-    from fsm_trainer.config.build import build, without_effect
+    from fsm_trainer.config.build import build
+    from fsm_trainer.config.validate import without_effect
 
     cfg = _load(args.config, args.cfg_options)
     logger = _logger("WARNING", progress=False)

@@ -273,7 +273,7 @@ def _label(key: Any, fn: Any) -> str:
 
 
 HOOKS = Registry("hook")
-"""Hook builders: ``(**kwargs) -> Hook | factory``; see :mod:`fsm_trainer.config.build`."""
+"""Hook builders: ``(**kwargs) -> Hook | factory``; see :mod:`fsm_trainer.config.hookspec`."""
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
 OPTIMIZERS = Registry("optimizer")

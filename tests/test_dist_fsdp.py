@@ -137,7 +137,7 @@ def test_rebuilt_optimizer_keeps_groups_and_hyperparameters():
 
 def test_model_wrapper_cfg_is_validated():
     from fsm_trainer.config import ConfigError
-    from fsm_trainer.config.build import _check_wrapper, wrapper_kwargs
+    from fsm_trainer.config.validate import _check_wrapper, wrapper_kwargs
 
     assert _check_wrapper(None) == [] and _check_wrapper({"type": "FSDP", "shard_modules": ["Linear"]}) == []
     assert _check_wrapper({"type": "ZeRO"}) == [

@@ -32,7 +32,7 @@ def from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     Raises:
         ConfigError: every shape problem, or (if the shape is right) every value problem.
     """
-    from fsm_trainer.config.build import check_config, validate
+    from fsm_trainer.config.validate import check_config, validate
 
     try:
         return check_config(structure_config(raw))

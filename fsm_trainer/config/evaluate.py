@@ -13,9 +13,10 @@ from typing import Any
 
 import attrs
 
-from fsm_trainer.config.build import build_loader, check_config, constructing, set_random_seed
+from fsm_trainer.config.build import build_loader, set_random_seed
 from fsm_trainer.config.loader import ConfigError
 from fsm_trainer.config.schema import TrainConfig
+from fsm_trainer.config.validate import check_config, constructing
 from fsm_trainer.registry import DATASETS, MODELS
 
 

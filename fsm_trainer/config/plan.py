@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from fsm_trainer.config.build import HookSpec
+from fsm_trainer.config.hookspec import HookSpec
 from fsm_trainer.simulate import simulate
 from fsm_trainer.transitions import TransitionTable
 
@@ -147,7 +147,7 @@ def _base_momentum(opt_cfg: Mapping[str, Any]) -> float | None:
 
 def make_plan(table: TransitionTable, loader_lens: Sequence[int], specs: Sequence[HookSpec],
               optimizer_cfg: Mapping[str, Any]) -> Plan:
-    """The plan of a run of ``table`` with the hooks ``specs`` (from :func:`~fsm_trainer.config.build.hook_specs`).
+    """The plan of a run of ``table`` with the hooks ``specs`` (from :func:`~fsm_trainer.config.hookspec.hook_specs`).
 
     Args:
         table: the run's transition table.

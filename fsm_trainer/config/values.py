@@ -1,7 +1,7 @@
 """Value checks of a config, beyond its shape: what torch and mmcv need of the numbers and names.
 
 The schema (:mod:`fsm_trainer.config.schema`) checks types; the builders' dry calls
-(:func:`fsm_trainer.config.build.check_call`) check what the builders check. This module
+(:func:`fsm_trainer.config.validate.check_call`) check what the builders check. This module
 checks the rest, each problem as ``"<dotted path>: <value> is not allowed; allowed: <what>"``:
 
 * no number anywhere in the config is NaN;
