@@ -51,7 +51,8 @@ from fsm_trainer.errors import DistError, ProcessGroupError
 __all__ = [
     "STRATEGIES", "DistError", "Prepared", "ProcessGroupError", "StepModule", "all_reduce_max", "all_reduce_mean",
     "any_rank", "barrier", "broadcast_object", "check_strategy", "collect_outputs", "collect_results",
-    "collective_device", "copy_full_", "destroy_dist", "fsdp_load_model", "fsdp_load_optimizer", "fsdp_state_dicts", "full_tensors",
-    "gather_objects", "get_dist_info", "init_dist", "interleave_results", "is_dist", "is_fsdp", "is_main_process",
-    "loader_num_replicas", "prepare", "rebuild_optimizer", "rescale_position", "scalar", "shard_model", "wrap_model",
+    "collective_device", "copy_full_", "destroy_dist", "fsdp_load_model", "fsdp_load_optimizer", "fsdp_state_dicts",
+    "full_tensors", "gather_objects", "get_dist_info", "init_dist", "interleave_results", "is_dist", "is_fsdp",
+    "is_main_process", "loader_num_replicas", "prepare", "rebuild_optimizer", "rescale_position", "scalar",
+    "shard_model", "wrap_model",
 ]
