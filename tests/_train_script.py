@@ -3,11 +3,13 @@
 In-process: ``build(kind)`` returns the keyword arguments of :func:`fsm_trainer.run` (and is the
 ``--build`` function of ``python -m fsm_trainer.replay``). As a script::
 
-    python tests/_train_script.py WORK_DIR --kind epoch|iter [--resume] [--kill-at N] [--term-at N]
+    python tests/_train_script.py WORK_DIR --kind epoch|iter [--resume] [--kill-at N] [--term-at N] [--fault SPEC]
 
 trains to the end (resuming from WORK_DIR when ``--resume``), and writes the final weights and
 EMA values to ``WORK_DIR/final.safetensors``. ``--kill-at N`` SIGKILLs the process at the start
-of train iteration N; ``--term-at N`` sends it SIGTERM there (preemption).
+of train iteration N; ``--term-at N`` sends it SIGTERM there (preemption); ``--fault SPEC``
+SIGKILLs it at a named point of a checkpoint write (``fsm_trainer.checkpoint.kill_at``).
+``forked`` runs ``main`` in a process forked from a server that has imported torch.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def self_signal_hook(at: int, sig: int) -> Hook:
     return Hook("SelfSignal", "HIGHEST", {"before_train_iter": before})
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("work_dir")
     p.add_argument("--kind", default="epoch")
@@ -144,7 +146,12 @@ def main() -> int:
     p.add_argument("--kill-at", type=int)
     p.add_argument("--term-at", type=int)
     p.add_argument("--workers", type=int, default=0)
-    args = p.parse_args()
+    p.add_argument("--fault")
+    args = p.parse_args(argv)
+    if args.fault:
+        from fsm_trainer import checkpoint as C
+
+        C.FAULTS.hook = C.kill_at(args.fault)
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     kw = build(args.kind, workers=args.workers)
@@ -162,6 +169,16 @@ def main() -> int:
     save_file(final_tensors({**kw}), str(Path(args.work_dir) / "final.safetensors"))
     print(json.dumps({"stopped": False, "iter": final.iter, "epoch": final.epoch}))
     return 0
+
+
+def forked(argv: list[str], output: str) -> None:
+    """``main(argv)`` with stdout and stderr in ``output + ".out"`` and ``".err"``, exiting with its
+    status: the target of a process forked by a multiprocessing forkserver."""
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        target = os.open(output + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.exit(main(argv))
 
 
 if __name__ == "__main__":

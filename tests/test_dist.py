@@ -205,33 +205,6 @@ def test_per_rank_entries_fall_back_to_rank_zero():
     assert _for_rank({"torch": "x"}, 0, 1) == {"torch": "x"}
 
 
-def _sync_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
-    import torch.distributed as dist
-
-    from fsm_trainer.hooks.dist import sync_buffers
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    bn = torch.nn.BatchNorm1d(3)
-    bn.running_mean.fill_(float(rank + 1))
-    bn.num_batches_tracked.fill_(5)
-    sync_buffers(bn)
-    if rank == 0:
-        torch.save({"mean": bn.running_mean.clone(), "count": bn.num_batches_tracked.clone()}, out_file)
-    destroy_dist()
-
-
-@pytest.mark.slow
-def test_sync_buffers_averages_float_buffers(tmp_path):
-    """SyncBuffersHook's sync averages running statistics over ranks and leaves integer counters."""
-    import torch.multiprocessing as mp
-
-    out = tmp_path / "out.pt"
-    mp.spawn(_sync_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
-    got = torch.load(out, weights_only=True)
-    assert torch.equal(got["mean"], torch.full((3,), 1.5))
-    assert int(got["count"]) == 5
-
-
 # --------------------------------------------------------------------------- two "nodes"
 
 

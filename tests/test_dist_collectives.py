@@ -1,5 +1,5 @@
 """Small collectives on 2 gloo processes: max over ranks, the loggers' peak-memory reduction,
-and where collective tensors live."""
+SyncBuffersHook's averaging, and where collective tensors live."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     from fsm_trainer.context import RunContext
     from fsm_trainer.dist import all_reduce_max, any_rank
     from fsm_trainer.hooks import logger_base
+    from fsm_trainer.hooks.dist import sync_buffers
     from fsm_trainer.logbuffer import LogBuffer
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -29,19 +30,38 @@ def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     buf.update({"loss": float(rank)})
     logger_base._reduced(buf, ctx)(0)
     got.update(memory=ctx.logs.memory_mb, loss=buf.output["loss"])
+    bn = torch.nn.BatchNorm1d(3)
+    bn.running_mean.fill_(float(rank + 1))
+    bn.num_batches_tracked.fill_(5 + 3 * rank)  # averaged, rank 0 would have 6
+    sync_buffers(bn)
+    got.update(mean=bn.running_mean.clone(), count=bn.num_batches_tracked.clone())
     if rank == 0:
         torch.save(got, out_file)
     dist.barrier()
     dist.destroy_process_group()
 
 
-def test_max_any_and_peak_memory_over_ranks(tmp_path):
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory):
+    """What rank 0 of the 2 spawned processes of ``_worker`` found."""
     import torch.multiprocessing as mp
 
+    tmp_path = tmp_path_factory.mktemp("collectives")
     out = tmp_path / "out.pt"
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
-    got = torch.load(out, weights_only=True)
+    return torch.load(out, weights_only=True)
+
+
+def test_max_any_and_peak_memory_over_ranks(spawned):
+    got = {k: v for k, v in spawned.items() if k not in ("mean", "count")}
     assert got == {"max": 13, "any": True, "none": False, "device": "cpu", "memory": 14, "loss": 0.5}
+
+
+def test_sync_buffers_averages_float_buffers(spawned):
+    """SyncBuffersHook's sync averages running statistics over ranks and leaves integer counters
+    (each rank keeps its own: 5 on rank 0)."""
+    assert torch.equal(spawned["mean"], torch.full((3,), 1.5))
+    assert int(spawned["count"]) == 5
 
 
 def test_collective_device_without_a_group_is_the_cpu():

@@ -1,8 +1,9 @@
 """fsm_trainer.mmcv.dist_utils: mmcv 1.7.2's init_dist, get_dist_info, master_only, allreduce_grads/params.
 
 In this process: the single-process behaviour and the errors. The slow tests start 2 gloo
-processes the way each launcher does (torchrun's, slurm's and Open MPI's variables) and check
-that init_dist joins them and that the all-reduce helpers average over the ranks.
+processes which, for each launcher in turn, take the variables that launcher sets (torchrun's,
+slurm's and Open MPI's, the others removed) and check that init_dist joins them and that the
+all-reduce helpers average over the ranks.
 """
 
 from __future__ import annotations
@@ -129,55 +130,67 @@ from datetime import timedelta
 import torch
 from fsm_trainer.mmcv.dist_utils import allreduce_grads, allreduce_params, get_dist_info, init_dist, master_only
 
-launcher, out = sys.argv[1], sys.argv[2]
-kwargs = {"port": int(sys.argv[3])} if launcher == "slurm" else {"timeout": timedelta(seconds=60)}
-init_dist(launcher, backend="gloo", **kwargs)
-rank, world = get_dist_info()
-env = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
-model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-for i, p in enumerate(model.parameters()):
-    p.grad = torch.full_like(p, float(10 * rank + i))
-    with torch.no_grad():
-        p.fill_(float(rank + 1))
-model[0].bias.grad = None  # no gradient: left out on every rank
-model[1].bias.requires_grad_(False)
-grads = {}
-for coalesce, bucket in ((True, -1), (False, -1), (True, 0.000001)):
-    allreduce_grads(list(model.parameters()), coalesce=coalesce, bucket_size_mb=bucket if bucket > 0 else -1)
-    grads[f"{coalesce},{bucket}"] = [p.grad.tolist() if p.grad is not None else None for p in model.parameters()]
-model[1].num_batches_tracked.fill_(3 + rank)  # 3 and 4: the floor of the mean is 3
-allreduce_params(list(model.parameters()) + list(model.buffers()), bucket_size_mb=1)
-params = [p.tolist() for p in model.parameters()]
-buffers = [b.tolist() for b in model.buffers()]
-first = master_only(lambda: rank)()
-json.dump(dict(rank=rank, world=world, env=env, port=sys.argv[3], grads=grads, params=params, buffers=buffers, first=first),
-          open(f"{out}/rank{rank}.json", "w"))
-torch.distributed.destroy_process_group()
+# For each launcher in turn: its variables for this process (the others' removed), then a group of 2.
+plan, cleared, out = json.loads(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+for launcher, variables, port in plan:
+    for name in cleared:
+        os.environ.pop(name, None)
+    os.environ.update(variables)
+    kwargs = {"port": port} if launcher == "slurm" else {"timeout": timedelta(seconds=60)}
+    init_dist(launcher, backend="gloo", **kwargs)
+    rank, world = get_dist_info()
+    env = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    for i, p in enumerate(model.parameters()):
+        p.grad = torch.full_like(p, float(10 * rank + i))
+        with torch.no_grad():
+            p.fill_(float(rank + 1))
+    model[0].bias.grad = None  # no gradient: left out on every rank
+    model[1].bias.requires_grad_(False)
+    grads = {}
+    for coalesce, bucket in ((True, -1), (False, -1), (True, 0.000001)):
+        allreduce_grads(list(model.parameters()), coalesce=coalesce, bucket_size_mb=bucket if bucket > 0 else -1)
+        grads[f"{coalesce},{bucket}"] = [p.grad.tolist() if p.grad is not None else None for p in model.parameters()]
+    model[1].num_batches_tracked.fill_(3 + rank)  # 3 and 4: the floor of the mean is 3
+    allreduce_params(list(model.parameters()) + list(model.buffers()), bucket_size_mb=1)
+    params = [p.tolist() for p in model.parameters()]
+    buffers = [b.tolist() for b in model.buffers()]
+    first = master_only(lambda: rank)()
+    json.dump(dict(rank=rank, world=world, env=env, port=str(port), grads=grads, params=params, buffers=buffers,
+                   first=first), open(f"{out}/{launcher}-rank{rank}.json", "w"))
+    torch.distributed.destroy_process_group()
 '''
+LAUNCHERS = ("pytorch", "slurm", "mpi")
 
 
-def launch(tmp_path: Path, launcher: str) -> list[dict[str, object]]:
-    """Run WORKER as 2 processes with the variables ``launcher`` gives each; their JSON results."""
+def variables(launcher: str, rank: int, port: int) -> dict[str, str]:
+    """What ``launcher`` sets for process ``rank`` of 2 (slurm: the port is init_dist's argument)."""
+    if launcher == "pytorch":
+        return dict(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=str(port))
+    if launcher == "mpi":
+        return dict(OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_LOCAL_RANK=str(rank),
+                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    return dict(SLURM_PROCID=str(rank), SLURM_NTASKS="2", SLURM_NODELIST="localhost", SLURM_LOCALID=str(rank),
+                MASTER_ADDR="127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, object]]]:
+    """WORKER as 2 processes, which join a group with each launcher's variables in turn (the
+    variables of one launcher only, on a port of its own); their JSON results by launcher."""
+    tmp_path = tmp_path_factory.mktemp("launchers")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    port = free_port()
-    base = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
-    base.update(PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1",
-                CUDA_VISIBLE_DEVICES="")
+    ports = {launcher: free_port() for launcher in LAUNCHERS}
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1",
+               CUDA_VISIBLE_DEVICES="")
     procs = []
     for rank in range(2):
-        env = dict(base)
-        if launcher == "pytorch":
-            env.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                       MASTER_PORT=str(port))
-        elif launcher == "mpi":
-            env.update(OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2", OMPI_COMM_WORLD_LOCAL_RANK=str(rank),
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        else:
-            env.update(SLURM_PROCID=str(rank), SLURM_NTASKS="2", SLURM_NODELIST="localhost", SLURM_LOCALID=str(rank),
-                       MASTER_ADDR="127.0.0.1")
-        procs.append(subprocess.Popen([sys.executable, str(script), launcher, str(tmp_path), str(port)], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        plan = [(launcher, variables(launcher, rank, port), port) for launcher, port in ports.items()]
+        procs.append(subprocess.Popen([sys.executable, str(script), json.dumps(plan), ",".join(DIST_VARS), str(tmp_path)],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     for p in procs:
         try:
@@ -188,15 +201,16 @@ def launch(tmp_path: Path, launcher: str) -> list[dict[str, object]]:
             raise
         outputs.append((p.returncode, err))
     assert all(code == 0 for code, _ in outputs), [err[-2000:] for _, err in outputs]
-    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    return {launcher: [json.loads((tmp_path / f"{launcher}-rank{r}.json").read_text()) for r in range(2)]
+            for launcher in LAUNCHERS}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["pytorch", "slurm", "mpi"])
-def test_two_ranks_join_and_all_reduce_averages(tmp_path: Path, launcher: str) -> None:
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_ranks_join_and_all_reduce_averages(launched: dict[str, list[dict[str, object]]], launcher: str) -> None:
     """Each launcher's variables give ranks 0 and 1 of 2; gradients and parameters become the mean of the ranks'
     (the same with coalescing, without, and with tiny buckets); master_only runs on rank 0 only."""
-    results = launch(tmp_path, launcher)
+    results: list[dict] = launched[launcher]
     for rank, r in enumerate(results):
         assert (r["rank"], r["world"]) == (rank, 2)
         assert r["env"]["RANK"] == str(rank) and r["env"]["WORLD_SIZE"] == "2"

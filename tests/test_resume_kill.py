@@ -1,30 +1,31 @@
 """The promise, for real: a training process killed with SIGKILL (also inside a checkpoint write)
 or preempted with SIGTERM, resumed until done, ends bit-identical to an uninterrupted run.
-The interruptions hit processes of ``tests/_train_script.py``; the last start, with nothing left
-to interrupt, resumes in this process."""
+
+The interruptions hit processes running ``tests/_train_script.py``'s ``main``, forked from a
+multiprocessing forkserver that imported torch once (a new interpreter per start would spend its
+seconds importing torch; what a kill leaves on disk is the same). The last start, with nothing
+left to interrupt, resumes in this process. ``python -m fsm_trainer`` processes, with their own
+interpreter start, are killed in ``test_cli_kill_resume.py``."""
 
 from __future__ import annotations
 
 import json
-import os
+import multiprocessing
 import random
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from fsm_trainer import TrainState, run
-from fsm_trainer import checkpoint as C
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from _train_script import build, final_tensors  # noqa: E402
-
-SCRIPT = str(HERE / "_train_script.py")
+from _train_script import build, final_tensors, forked  # noqa: E402
 
 
 def reference(kind: str, work_dir: Path) -> dict[str, torch.Tensor]:
@@ -42,27 +43,51 @@ def resume(kind: str, work_dir: Path) -> tuple[TrainState, dict[str, torch.Tenso
     return final, final_tensors(args)
 
 
-def attempts(kind: str) -> list[tuple[list[str], dict[str, str]]]:
+def attempts(kind: str) -> list[list[str]]:
     """The interruptions of one chain: named kill points inside checkpoint writes, kills at
     seeded-random iterations, and a preemption by SIGTERM."""
     rnd = random.Random(f"kill-{kind}")
     a, b = sorted(rnd.sample(range(9, 28), 2))
     return [
-        ([], {C.FAULT_ENV: "before_rename:2"}),         # dies with the 2nd checkpoint half-committed
-        (["--kill-at", str(a)], {}),
-        ([], {C.FAULT_ENV: "mid_tensors:1"}),           # dies while writing tensors
-        (["--term-at", str(b)], {}),                    # preempted: saves and exits 0
+        ["--fault", "before_rename:2"],  # dies with the 2nd checkpoint half-committed
+        ["--kill-at", str(a)],
+        ["--fault", "mid_tensors:1"],    # dies while writing tensors
+        ["--term-at", str(b)],           # preempted: saves and exits 0
     ]
 
 
-def _start(work_dir: Path, kind: str, extra: list[str], env: dict[str, str]) -> subprocess.Popen:
-    full_env = {**os.environ, **env, "PYTHONHASHSEED": "0"}
-    return subprocess.Popen([sys.executable, SCRIPT, str(work_dir), "--kind", kind, "--resume", *extra],
-                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Started:
+    """One start of the script, forked: its process and where its stdout and stderr go."""
+
+    def __init__(self, ctx: multiprocessing.context.ForkServerContext, work_dir: Path, kind: str,
+                 extra: list[str], output: Path) -> None:
+        self.output = str(output)
+        argv = [str(work_dir), "--kind", kind, "--resume", *extra]
+        self.process = ctx.Process(target=forked, args=(argv, self.output))
+        self.process.start()
+
+    def wait(self, timeout: float) -> tuple[int, str, str]:
+        """Exit status (negative: killed by that signal), stdout, stderr."""
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+            pytest.fail(f"still running after {timeout} s")
+        out, err = (Path(self.output + suffix).read_text() for suffix in (".out", ".err"))
+        return self.process.exitcode, out, err
+
+
+@pytest.fixture(scope="module")
+def forkserver() -> Iterator[multiprocessing.context.ForkServerContext]:
+    """A multiprocessing context whose server imports torch (and what an optimizer step imports) once."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", "_train_script"])
+    yield ctx
+    ctx.set_forkserver_preload([])
 
 
 @pytest.mark.slow
-def test_sigkill_and_sigterm_then_resume_is_bit_identical(tmp_path):
+def test_sigkill_and_sigterm_then_resume_is_bit_identical(tmp_path, forkserver):
     """Epoch-based and iter-based runs (with val phases) survive every interruption exactly."""
     kinds = ["epoch", "iter"]
     refs = {k: reference(k, tmp_path / f"ref-{k}") for k in kinds}
@@ -70,19 +95,17 @@ def test_sigkill_and_sigterm_then_resume_is_bit_identical(tmp_path):
     logs: dict[str, list[str]] = {k: [] for k in kinds}
     # The two chains run side by side (one process each at a time).
     for step in range(len(plans["epoch"])):
-        procs = {}
-        for k in kinds:
-            extra, env = plans[k][step]
-            procs[k] = (_start(tmp_path / k, k, extra, env), extra, env)
-        for k, (proc, extra, env) in procs.items():
-            out, err = proc.communicate(timeout=120)
-            logs[k].append(f"{extra} {env} -> {proc.returncode}\n{err[-2000:]}")
+        starts = {k: Started(forkserver, tmp_path / k, k, plans[k][step], tmp_path / f"{k}-{step}") for k in kinds}
+        for k, started in starts.items():
+            extra = plans[k][step]
+            code, out, err = started.wait(timeout=120)
+            logs[k].append(f"{extra} -> {code}\n{err[-2000:]}")
             if "--term-at" in extra:
-                assert proc.returncode == 0, "\n".join(logs[k])
+                assert code == 0, "\n".join(logs[k])
                 assert json.loads(out.strip().splitlines()[-1])["stopped"] is True
                 assert "stopped by SIGTERM" in err
             else:
-                assert proc.returncode == -signal.SIGKILL, "\n".join(logs[k])
+                assert code == -signal.SIGKILL, "\n".join(logs[k])
     for k in kinds:
         # The last start, uninterrupted: resumed to the end here, as the script does without options.
         final, got = resume(k, tmp_path / k)
@@ -93,18 +116,19 @@ def test_sigkill_and_sigterm_then_resume_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_random_time(tmp_path):
+def test_sigkill_at_a_random_time(tmp_path, forkserver):
     """The parent kills the child at a random moment once it trains (maybe mid-write); resumed, it is exact."""
     ref = reference("iter", tmp_path / "ref")
     rnd = random.Random(7)
     work = tmp_path / "run"
-    proc = _start(work, "iter", [], {})
+    started = Started(forkserver, work, "iter", [], tmp_path / "run-output")
     deadline = time.monotonic() + 120
-    while proc.poll() is None and not work.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)  # torch's import takes the first seconds: wait for the run to start
+    while started.process.is_alive() and not work.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # wait for the run to start
     time.sleep(rnd.uniform(0.0, 0.3))
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    started.process.kill()
+    code, _, err = started.wait(timeout=60)
+    assert code in (-signal.SIGKILL, 0), err[-2000:]  # 0: it finished first
     _, got = resume("iter", work)
     for name, r in ref.items():
         assert torch.equal(got[name], r), name
