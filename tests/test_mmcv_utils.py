@@ -442,9 +442,12 @@ def _parse(*argv: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("argv", "expected"), DICT_ACTION_CASES, ids=[" ".join(c[0]) for c in DICT_ACTION_CASES])
 def test_dict_action_values_as_mmcv(argv: list[str], expected: dict[str, Any]) -> None:
-    got = _parse(*argv)
-    assert got == expected
-    assert repr(got) == repr(expected)  # 1 is not 1.0 or True, a tuple is not a list
+    """DictAction, and ``fsm-trainer ... --cfg-options`` (the same reading), give mmcv's values."""
+    from fsm_trainer.config.loader import parse_options
+
+    for got in (_parse(*argv), parse_options(argv)):
+        assert got == expected
+        assert repr(got) == repr(expected)  # 1 is not 1.0 or True, a tuple is not a list
 
 
 def test_dict_action_nan_and_inf() -> None:

@@ -32,7 +32,7 @@ import types
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from fsm_trainer.errors import FsmTrainerError
 
@@ -283,61 +283,80 @@ def _strip_delete(obj: Any) -> Any:
 # --------------------------------------------------------------------------- --cfg-options
 
 
-def _scalar(text: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if text in ("None", "null"):
-        return None
-    return text
+_OPEN = {"(": ")", "[": "]"}
 
 
-def _split_top(text: str, where: str) -> list[str]:
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        if ch in "([":
-            depth += 1
+def _unbalanced(where: str, text: str) -> NoReturn:
+    msg = f"--cfg-options {where}={text!r}: unbalanced brackets; write lists as a,b or [a,b] and tuples as (a,b)"
+    raise ConfigError(msg)
+
+
+def _split_items(body: str, where: str, text: str) -> list[str]:
+    """``body`` cut at the commas outside brackets."""
+    parts, stack, start = [], [], 0
+    for i, ch in enumerate(body):
+        if ch in _OPEN:
+            stack.append(_OPEN[ch])
         elif ch in ")]":
-            depth -= 1
-            if depth < 0:
-                msg = f"--cfg-options {where}: unbalanced brackets"
-                raise ConfigError(msg)
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if depth != 0:
-        msg = f"--cfg-options {where}: unbalanced brackets"
-        raise ConfigError(msg)
-    parts.append(cur)
+            if not stack or stack.pop() != ch:
+                _unbalanced(where, text)
+        elif ch == "," and not stack:
+            parts.append(body[start:i])
+            start = i + 1
+    if stack:
+        _unbalanced(where, text)
+    if start < len(body):  # a trailing comma ends the list ('a,' is ['a'], '(1,)' is (1,))
+        parts.append(body[start:])
     return parts
 
 
-def parse_value(text: str, where: str = "value") -> Any:
-    """A ``--cfg-options`` value as mmcv's ``DictAction`` reads it.
+def _encloses(val: str) -> bool:
+    """Whether the bracket opening ``val`` is closed by its last character."""
+    depth = 0
+    for i, ch in enumerate(val):
+        depth += ch in _OPEN
+        depth -= ch in ")]"
+        if depth == 0:
+            return i == len(val) - 1
+    return False
 
-    >>> parse_value("[1,2]"), parse_value("(0.9, 0.999)"), parse_value("a,b"), parse_value("true")
-    ([1, 2], (0.9, 0.999), ['a', 'b'], True)
-    >>> parse_value("[(1,2),[x]]")
-    [(1, 2), ['x']]
+
+def _option_scalar(val: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(val)
+        except ValueError:
+            pass
+    if val.lower() in ("true", "false"):
+        return val.lower() == "true"
+    return None if val == "None" else val
+
+
+def parse_value(text: str, where: str = "value") -> Any:
+    """A ``--cfg-options`` value as mmcv 1.7.2's ``DictAction`` reads it.
+
+    Quotes around the value are dropped and spaces removed; ``[...]`` is a list, ``(...)``
+    a tuple, ``a,b`` a list; items are ints, floats, ``True``/``False`` (any case),
+    ``None`` or strings. ``(1,2),(3,4)`` is a list of two tuples (mmcv 1.7.2 recurses without
+    end there).
+
+    >>> parse_value("[(1,2),[x,y],z]"), parse_value("(1,)"), parse_value("a,")
+    ([(1, 2), ['x', 'y'], 'z'], (1,), ['a'])
+    >>> parse_value("'1e3'"), parse_value("null"), parse_value("None")
+    (1000.0, 'null', None)
+
+    Raises:
+        ConfigError: unbalanced brackets, naming ``where`` and the value.
     """
-    val = text.strip().strip("'\"").replace(" ", "")
-    kind: Callable[[list[Any]], Any]
-    if val.startswith("(") and val.endswith(")"):
-        inner, kind = val[1:-1], tuple
-    elif val.startswith("[") and val.endswith("]"):
-        inner, kind = val[1:-1], list
-    elif "," not in val:
-        return _scalar(val)
+    val = text.strip("'\"").replace(" ", "")
+    kind: Callable[[list[Any]], Any] = list
+    if val[:1] in _OPEN and val[-1:] == _OPEN[val[:1]] and _encloses(val):
+        body, kind = val[1:-1], (tuple if val[0] == "(" else list)
+    elif "," in val:
+        body = val
     else:
-        inner, kind = val, list
-    items = [parse_value(p, where) for p in _split_top(inner, where)] if inner else []
-    return kind(items)
+        return _option_scalar(val)
+    return kind([parse_value(item, where) for item in _split_items(body, where, text)])
 
 
 def parse_options(options: Iterable[str]) -> dict[str, Any]:

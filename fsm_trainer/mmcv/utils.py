@@ -40,14 +40,15 @@ import threading
 import types
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
 from fsm_trainer.config import loader as _loader
 from fsm_trainer.config.loader import ConfigError
+from fsm_trainer.config.loader import parse_value as parse_option_value
 from fsm_trainer.errors import FsmTrainerError
 from fsm_trainer.mmcv.registry import Registry as Registry
 from fsm_trainer.mmcv.registry import build_from_cfg as build_from_cfg
@@ -633,82 +634,6 @@ class Config:
 
 
 # --------------------------------------------------------------------------- DictAction
-
-
-_OPEN = {"(": ")", "[": "]"}
-
-
-def _unbalanced(where: str, text: str) -> NoReturn:
-    msg = f"--cfg-options {where}={text!r}: unbalanced brackets; write lists as a,b or [a,b] and tuples as (a,b)"
-    raise ConfigError(msg)
-
-
-def _split_items(body: str, where: str, text: str) -> list[str]:
-    """``body`` cut at the commas outside brackets."""
-    parts, stack, start = [], [], 0
-    for i, ch in enumerate(body):
-        if ch in _OPEN:
-            stack.append(_OPEN[ch])
-        elif ch in ")]":
-            if not stack or stack.pop() != ch:
-                _unbalanced(where, text)
-        elif ch == "," and not stack:
-            parts.append(body[start:i])
-            start = i + 1
-    if stack:
-        _unbalanced(where, text)
-    if start < len(body):  # a trailing comma ends the list ('a,' is ['a'], '(1,)' is (1,))
-        parts.append(body[start:])
-    return parts
-
-
-def _encloses(val: str) -> bool:
-    """Whether the bracket opening ``val`` is closed by its last character."""
-    depth = 0
-    for i, ch in enumerate(val):
-        depth += ch in _OPEN
-        depth -= ch in ")]"
-        if depth == 0:
-            return i == len(val) - 1
-    return False
-
-
-def _option_scalar(val: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(val)
-        except ValueError:
-            pass
-    if val.lower() in ("true", "false"):
-        return val.lower() == "true"
-    return None if val == "None" else val
-
-
-def parse_option_value(text: str, where: str = "value") -> Any:
-    """A ``--cfg-options`` value as mmcv 1.7.2's ``DictAction`` reads it.
-
-    Quotes around the value are dropped and spaces removed; ``[...]`` is a list, ``(...)``
-    a tuple, ``a,b`` a list; items are ints, floats, ``True``/``False`` (any case),
-    ``None`` or strings. ``(1,2),(3,4)`` is a list of two tuples (mmcv 1.7.2 recurses without
-    end there).
-
-    >>> parse_option_value("[(1,2),[x,y],z]"), parse_option_value("(1,)"), parse_option_value("a,")
-    ([(1, 2), ['x', 'y'], 'z'], (1,), ['a'])
-    >>> parse_option_value("'1e3'"), parse_option_value("null"), parse_option_value("None")
-    (1000.0, 'null', None)
-
-    Raises:
-        ConfigError: unbalanced brackets, naming ``where`` and the value.
-    """
-    val = text.strip("'\"").replace(" ", "")
-    kind: Callable[[list[Any]], Any] = list
-    if val[:1] in _OPEN and val[-1:] == _OPEN[val[:1]] and _encloses(val):
-        body, kind = val[1:-1], (tuple if val[0] == "(" else list)
-    elif "," in val:
-        body = val
-    else:
-        return _option_scalar(val)
-    return kind([parse_option_value(item, where) for item in _split_items(body, where, text)])
 
 
 class DictAction(argparse.Action):
