@@ -34,6 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from fsm_trainer.console import console_logger, use_progress
 from fsm_trainer.errors import FsmTrainerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -103,69 +104,6 @@ def _load(path: str, options: Sequence[str]) -> Any:
     from fsm_trainer.config import load
 
     return load(path, options or ())
-
-
-class ConsoleFilter(logging.Filter):
-    """What the console shows below DEBUG: one line per log record and per evaluation.
-
-    The hook order (logged when a run starts) and the eval hook's bookkeeping (``Exp name``,
-    best-checkpoint messages) are DEBUG-only here; a new best checkpoint is noted on the
-    evaluation's line instead. The work dir's log files keep every line.
-    """
-
-    _DEBUG_ONLY = ("hooks will be executed in the following order", "Exp name: ", "The previous best checkpoint ")
-    _BEST = re.compile(r"^Best .+ is .+ at \d+ (epoch|iter)s?\.?$")
-
-    def __init__(self, logger: logging.Logger) -> None:
-        super().__init__()
-        self.logger = logger
-        self.best: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.logger.isEnabledFor(logging.DEBUG) or record.levelno > logging.INFO:
-            return True
-        msg = record.getMessage()
-        if msg.startswith("Now best checkpoint is saved as "):
-            self.best = msg.removeprefix("Now best checkpoint is saved as ").rstrip(".")
-            return False
-        if msg.startswith(self._DEBUG_ONLY) or self._BEST.match(msg):
-            return False
-        if self.best is not None and msg.startswith(("Epoch(val)", "Iter(val)")):
-            record.msg, record.args = f"{msg}\t(new best: {self.best})", None
-            self.best = None
-        return True
-
-
-def _logger(level: str, progress: bool) -> logging.Logger:
-    logger = logging.getLogger("fsm_trainer")
-    logger.setLevel(level)
-    logger.propagate = False
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-    if progress:
-        from tqdm import tqdm
-
-        class TqdmHandler(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                tqdm.write(self.format(record), file=sys.stdout)
-
-        handler: logging.Handler = TqdmHandler()
-        # The bar shows the train values and prints val/eval records: drop the text logger's
-        # copies from the console (they still go to the work dir's .log file).
-        copies = ("Epoch [", "Iter [", "Epoch(", "Iter(", "Exp name:")
-        handler.addFilter(lambda r: not r.getMessage().startswith(copies))
-    else:
-        handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(ConsoleFilter(logger))
-    handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
-    logger.addHandler(handler)
-    return logger
-
-
-def _use_progress(flag: str) -> bool:
-    if flag == "auto":
-        return sys.stderr.isatty()
-    return flag == "on"
 
 
 def _saved_config(work_dir: Path) -> Path:
@@ -270,9 +208,9 @@ def _train_ranked(cfg: Any, session: Session, *, config_name: str, work_dir: str
     from fsm_trainer.state import TrainState
 
     _check_seed(seed)
-    progress = _use_progress(progress_flag) and rank == 0
+    progress = use_progress(progress_flag) and rank == 0
     # As mmcv's get_logger: ranks other than 0 report errors only.
-    logger = _logger(cfg.log_level if rank == 0 else "ERROR", progress)
+    logger = console_logger(cfg.log_level if rank == 0 else "ERROR", progress)
     wd = default_work_dir(cfg, config_name, work_dir)
     check_work_dir(wd)
     session.work_dir = wd
@@ -402,7 +340,7 @@ def cmd_show(args: argparse.Namespace, session: Session) -> int:
     from fsm_trainer.config.validate import without_effect
 
     cfg = _load(args.config, args.cfg_options)
-    logger = _logger("WARNING", progress=False)
+    logger = console_logger("WARNING", progress=False)
     # The work dir train would use; nothing is written there (hooks are composed, never run).
     built = build(cfg, build_data=True, work_dir=default_work_dir(cfg, args.config))
     composed, notes = _compose(built, logger)
@@ -442,7 +380,7 @@ def cmd_plan(args: argparse.Namespace, session: Session) -> int:
     if args.json:
         _check_file_target(args.json, "--json")
     cfg = _load(args.config, args.cfg_options)
-    _logger("WARNING", progress=False)
+    console_logger("WARNING", progress=False)
     built = build(cfg, work_dir=default_work_dir(cfg, args.config))
     plan = make_plan(built.table, [len(x) for x in built.data_loaders], built.specs, cfg.optimizer)
     print(plan.format(all_rows=args.all))
@@ -473,7 +411,7 @@ def cmd_replay(args: argparse.Namespace, session: Session) -> int:
     is_checkpoint = ckpt.is_dir() and (ckpt / "manifest.json").exists()
     config = args.config or str(_saved_config(ckpt.parent if is_checkpoint else ckpt))
     cfg = _load(config, args.cfg_options)
-    _logger("WARNING" if args.quiet else cfg.log_level, progress=False)
+    console_logger("WARNING" if args.quiet else cfg.log_level, progress=False)
     built = build(cfg, work_dir=None)
     # Replaying must not write: leave out the checkpoint, logger and eval (best checkpoint) hooks.
     hooks = [h for h, s in zip(built.hooks, built.specs, strict=True)
