@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,3 +32,15 @@ def torchrun(*args: str, restarts: int = 0, timeout: float = 120) -> subprocess.
 def tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
     """Names whose tensors differ (or exist on one side only)."""
     return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k]))
+
+
+def spawn(fn: Callable[..., None], *args: object, nprocs: int = 2, preload: tuple[str, ...] = ("torch",)) -> None:
+    """``torch.multiprocessing.spawn(fn, args, nprocs)``, the processes forked from a
+    multiprocessing forkserver that imports ``preload`` once (not a new interpreter each;
+    ``torch._dynamo`` is what an optimizer step imports)."""
+    import multiprocessing
+
+    import torch.multiprocessing as mp
+
+    multiprocessing.set_forkserver_preload(list(preload))
+    mp.start_processes(fn, args=args, nprocs=nprocs, join=True, start_method="forkserver")

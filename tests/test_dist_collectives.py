@@ -3,10 +3,16 @@ SyncBuffersHook's averaging, and where collective tensors live."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from fsm_trainer.dist import collective_device
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _torchrun import spawn
 
 
 def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
@@ -43,12 +49,10 @@ def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory):
-    """What rank 0 of the 2 spawned processes of ``_worker`` found."""
-    import torch.multiprocessing as mp
-
+    """What rank 0 of the 2 processes of ``_worker`` found."""
     tmp_path = tmp_path_factory.mktemp("collectives")
     out = tmp_path / "out.pt"
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    spawn(_worker, 2, str(tmp_path / "init"), str(out))
     return torch.load(out, weights_only=True)
 
 

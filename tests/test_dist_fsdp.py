@@ -18,7 +18,7 @@ from fsm_trainer.checkpoint import load_checkpoint
 from fsm_trainer.dist import destroy_dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torchrun import ROOT, SCRIPT, tensors_equal, torchrun
+from _torchrun import ROOT, SCRIPT, spawn, tensors_equal, torchrun
 
 
 @pytest.fixture(scope="module")
@@ -235,10 +235,8 @@ def test_ddp_and_fsdp_agree_and_accumulation_reduces_once_per_group(tmp_path):
     different per-rank initialisations (rank 0's is broadcast); with cumulative_iters=2 DDP
     all-reduces in every second backward only; a single-process checkpoint loads into a sharded
     model and optimizer exactly."""
-    import torch.multiprocessing as mp
-
     out = tmp_path / "out.pt"
-    mp.spawn(_accumulate_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    spawn(_accumulate_worker, 2, str(tmp_path / "init"), str(out), preload=("torch", "torch._dynamo"))
     got = torch.load(out, weights_only=True)
     r = got["results"]
     for k in (1, 2):
