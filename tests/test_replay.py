@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -54,15 +53,17 @@ def test_replay_stops_at_the_end_of_the_run(tmp_path):
     assert len(replay(tmp_path / "iter_24", 100, **args)) == 6
 
 
-@pytest.mark.slow
-def test_replay_cli(tmp_path):
-    """python -m fsm_trainer.replay CKPT --iters N --build file.py:build prints the same losses."""
+def test_replay_cli(tmp_path, capsys):
+    """python -m fsm_trainer.replay CKPT --iters N --build file.py:build prints the same losses
+    (its ``main``, in this process)."""
+    from fsm_trainer.replay import main
+
     losses = original_losses("iter", tmp_path)
-    cmd = [sys.executable, "-m", "fsm_trainer.replay", str(tmp_path / "iter_20"), "--iters", "4",
-           "--build", f"{HERE / '_train_script.py'}:build", "--build-arg", 'kind="iter"',
-           "--build-arg", "checkpoints=false", "--build-arg", "logger=false", "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=HERE.parent, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [json.loads(x) for x in proc.stdout.strip().splitlines()]
+    code = main([str(tmp_path / "iter_20"), "--iters", "4", "--build", f"{HERE / '_train_script.py'}:build",
+                 "--build-arg", 'kind="iter"', "--build-arg", "checkpoints=false", "--build-arg", "logger=false",
+                 "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [json.loads(x) for x in out.strip().splitlines()]
     assert [x["iter"] for x in lines] == [20, 21, 22, 23]
     assert [x["loss"] for x in lines] == [losses[i] for i in range(20, 24)]
