@@ -23,10 +23,32 @@ def launch_env() -> dict[str, str]:
             "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
+def start(cmd: list[str]) -> subprocess.Popen[str]:
+    """``cmd`` (a torchrun launch), started."""
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=launch_env())
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Wait for a launch. Past ``timeout``, fail after stopping it: SIGTERM makes torchrun stop
+    its workers (they run in sessions of their own), SIGKILL if it has not ended a minute later."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            out, err = "", ""
+        raise AssertionError(f"{proc.args} still running after {timeout} s\n{out[-2000:]}{err[-2000:]}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def torchrun(*args: str, restarts: int = 0, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc-per-node 2 ARGS``, run to the end."""
     cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", str(restarts), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=launch_env(), check=False)
+    return finish(start(cmd), timeout)
 
 
 def tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:

@@ -8,6 +8,7 @@ arithmetic (sharding, positions, gathering) in this process, without a process g
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from fsm_trainer.dist import collect_outputs, collect_results, destroy_dist, int
 from fsm_trainer.sampler import ResumableSampler, epoch_order
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torchrun import ROOT, SCRIPT, TORCHRUN, launch_env, tensors_equal, torchrun
+from _torchrun import ROOT, SCRIPT, TORCHRUN, finish, start, tensors_equal, torchrun
 
 
 @pytest.fixture(scope="module")
@@ -195,27 +196,23 @@ def test_per_rank_entries_fall_back_to_rank_zero():
 # --------------------------------------------------------------------------- two "nodes"
 
 
-def _two_nodes(wd: Path, *extra: str, restarts: int = 0, timeout: float = 180) -> list[subprocess.CompletedProcess[str]]:
+def _two_nodes(wd: Path, *extra: str, timeout: float = 180) -> list[subprocess.CompletedProcess[str]]:
     """Two torchrun launches, ``--nnodes 2 --node-rank 0|1``, one process each, c10d rendezvous on localhost."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = launch_env()
-    procs = [subprocess.Popen([TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(n),
-                               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "fsm",
-                               "--max-restarts", str(restarts), SCRIPT, str(wd), *extra],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for n in (0, 1)]
-    out = []
-    for p in procs:
-        try:
-            o, e = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            o, e = p.communicate()
-        out.append(subprocess.CompletedProcess(p.args, p.returncode, o, e))
-    return out
+    procs = [start([TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(n), "--rdzv-backend", "c10d",
+                    "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "fsm", SCRIPT, str(wd), *extra])
+             for n in (0, 1)]
+    try:
+        return [finish(p, timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:  # the other launch failed: stop this one as finish stops a launch
+                with contextlib.suppress(AssertionError):
+                    finish(p, 0)
 
 
 @pytest.mark.slow
