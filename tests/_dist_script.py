@@ -114,13 +114,13 @@ def kill_hook(at: int) -> Hook:
     return Hook("Kill", "HIGHEST", {"before_train_iter": before})
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("work_dir")
     p.add_argument("--kill-at", type=int)
     p.add_argument("--kill-rank", type=int, default=1)
     p.add_argument("--fsdp", action="store_true")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     rank, world = init_dist("pytorch")
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, stream=sys.stderr, format="%(message)s")
     kw = build(distributed="fsdp" if args.fsdp else True, ema=args.fsdp)

@@ -3,6 +3,7 @@ and comparing the tensors those runs save."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -56,13 +57,44 @@ def tensors_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> lis
     return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k]))
 
 
-def spawn(fn: Callable[..., None], *args: object, nprocs: int = 2, preload: tuple[str, ...] = ("torch",)) -> None:
-    """``torch.multiprocessing.spawn(fn, args, nprocs)``, the processes forked from a
-    multiprocessing forkserver that imports ``preload`` once (not a new interpreter each;
-    ``torch._dynamo`` is what an optimizer step imports)."""
-    import multiprocessing
+PRELOAD = ["torch", "torch._dynamo", "_train_script", "_dist_script"]
+"""What the tests' forkserver imports once: torch, what an optimizer step imports
+(``torch._dynamo``), and the test scripts its processes run."""
 
+
+def forkserver() -> multiprocessing.context.ForkServerContext:
+    """The multiprocessing forkserver context of the tests. Its server (one per test process,
+    started by the first process it forks) has imported :data:`PRELOAD`, so a process forked from
+    it does not start an interpreter and import torch anew."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def spawn(fn: Callable[..., None], *args: object, nprocs: int = 2) -> None:
+    """``torch.multiprocessing.spawn(fn, args, nprocs)``, the processes forked from :func:`forkserver`."""
     import torch.multiprocessing as mp
 
-    multiprocessing.set_forkserver_preload(list(preload))
+    forkserver()
     mp.start_processes(fn, args=args, nprocs=nprocs, join=True, start_method="forkserver")
+
+
+def _script_rank(rank: int, world: int, port: int, argv: list[str]) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "TORCHELASTIC_RESTART_COUNT": "0", "OMP_NUM_THREADS": "1"})
+    import _dist_script
+
+    assert _dist_script.main(argv) == 0
+
+
+def script_ranks(*argv: str, nprocs: int = 2) -> None:
+    """``tests/_dist_script.py ARGV`` as ``nprocs`` ranks with the variables torchrun sets
+    (rank, world size, a free port on localhost), forked from :func:`forkserver` rather than
+    started by torchrun: for the uninterrupted runs the torchrun launches are compared with."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spawn(_script_rank, nprocs, port, list(argv), nprocs=nprocs)

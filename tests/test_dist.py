@@ -1,9 +1,11 @@
 """Data-parallel training on torch.distributed: 2 gloo processes under torchrun on CPU.
 
-The slow tests launch ``tests/_dist_script.py`` (and the CLI) with torchrun, as 2 ranks and as
-two 1-rank "nodes" (killed and launched again: DDP's kill-and-resume test; torchrun restarting
-killed workers itself is tested with FSDP in ``test_dist_fsdp.py``); the others check the rank
-arithmetic (sharding, positions, gathering) in this process, without a process group.
+The slow tests run ``tests/_dist_script.py`` as 2 ranks uninterrupted (forked with torchrun's
+variables, ``_torchrun.script_ranks``), launch it with torchrun as two 1-rank "nodes" (killed and
+launched again: DDP's kill-and-resume test, compared with the uninterrupted run; torchrun
+restarting killed workers itself is tested with FSDP in ``test_dist_fsdp.py``) and launch the CLI
+with torchrun; the others check the rank arithmetic (sharding, positions, gathering) in this
+process, without a process group.
 """
 
 from __future__ import annotations
@@ -27,15 +29,14 @@ from fsm_trainer.dist import collect_outputs, collect_results, destroy_dist, int
 from fsm_trainer.sampler import ResumableSampler, epoch_order
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torchrun import ROOT, SCRIPT, TORCHRUN, finish, start, tensors_equal, torchrun
+from _torchrun import ROOT, SCRIPT, TORCHRUN, finish, script_ranks, start, tensors_equal, torchrun
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """One uninterrupted 2-rank run of the test script, shared by the tests that read its work dir."""
+    """One uninterrupted 2-rank run of the test script (forked ranks), shared by the tests that read its work dir."""
     wd = tmp_path_factory.mktemp("dist") / "ref"
-    r = torchrun(SCRIPT, str(wd))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    script_ranks(str(wd))
     return wd
 
 

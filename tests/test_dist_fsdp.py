@@ -1,6 +1,7 @@
-"""Sharded data parallelism (FSDP) on torch.distributed: 2 gloo processes under torchrun on CPU
-(``tests/_dist_script.py --fsdp`` and the CLI), 2 spawned processes comparing FSDP with DDP, and
-the sharding pieces in this process."""
+"""Sharded data parallelism (FSDP) on torch.distributed: 2 gloo processes on CPU running
+``tests/_dist_script.py --fsdp`` (uninterrupted as forked ranks; killed and restarted under
+torchrun) and the CLI under torchrun, 2 spawned processes comparing FSDP with DDP, and the
+sharding pieces in this process."""
 
 from __future__ import annotations
 
@@ -18,15 +19,14 @@ from fsm_trainer.checkpoint import load_checkpoint
 from fsm_trainer.dist import destroy_dist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torchrun import ROOT, SCRIPT, spawn, tensors_equal, torchrun
+from _torchrun import ROOT, SCRIPT, script_ranks, spawn, tensors_equal, torchrun
 
 
 @pytest.fixture(scope="module")
 def fsdp_reference(tmp_path_factory):
-    """One uninterrupted 2-rank FSDP run (with an EMA hook) of the test script."""
+    """One uninterrupted 2-rank FSDP run (with an EMA hook) of the test script, as forked ranks."""
     wd = tmp_path_factory.mktemp("fsdp") / "ref"
-    r = torchrun(SCRIPT, str(wd), "--fsdp")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    script_ranks(str(wd), "--fsdp")
     return wd
 
 
@@ -236,7 +236,7 @@ def test_ddp_and_fsdp_agree_and_accumulation_reduces_once_per_group(tmp_path):
     all-reduces in every second backward only; a single-process checkpoint loads into a sharded
     model and optimizer exactly."""
     out = tmp_path / "out.pt"
-    spawn(_accumulate_worker, 2, str(tmp_path / "init"), str(out), preload=("torch", "torch._dynamo"))
+    spawn(_accumulate_worker, 2, str(tmp_path / "init"), str(out))
     got = torch.load(out, weights_only=True)
     r = got["results"]
     for k in (1, 2):

@@ -15,7 +15,6 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from fsm_trainer import TrainState, run
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+import _torchrun  # noqa: E402
 from _train_script import build, final_tensors, forked  # noqa: E402
 
 
@@ -78,12 +78,9 @@ class Started:
 
 
 @pytest.fixture(scope="module")
-def forkserver() -> Iterator[multiprocessing.context.ForkServerContext]:
+def forkserver() -> multiprocessing.context.ForkServerContext:
     """A multiprocessing context whose server imports torch (and what an optimizer step imports) once."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "torch._dynamo", "_train_script"])
-    yield ctx
-    ctx.set_forkserver_preload([])
+    return _torchrun.forkserver()
 
 
 @pytest.mark.slow
