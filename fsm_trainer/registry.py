@@ -25,11 +25,14 @@ fsm_trainer.registry.RegistryError: model.type: 'Tiyn' is not a registered model
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
 import os
 import sys
+import typing
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -113,11 +116,47 @@ def import_path(spec: str, path: str = "type") -> Any:
     return obj
 
 
+_SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
+_HINTS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``inspect.signature(fn)``, ``None`` where it has none (some builtins); worked out once per
+    callable (validating a config asks for the same few builders' signatures many times)."""
+    try:
+        return _SIGNATURES[fn]
+    except (KeyError, TypeError):  # not seen, or not weakly referenceable
+        pass
+    try:
+        sig: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):
+        sig = None
+    with contextlib.suppress(TypeError):
+        _SIGNATURES[fn] = sig
+    return sig
+
+
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``typing.get_type_hints(fn)`` (a class: of its ``__init__``), ``{}`` where they cannot be
+    evaluated; evaluated once per callable. The result is shared: do not change it."""
+    target = fn.__init__ if isinstance(fn, type) else fn  # type: ignore[misc]
+    try:
+        return _HINTS[target]
+    except (KeyError, TypeError):
+        pass
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # annotations naming what is not importable here, or not annotations at all
+        return {}
+    with contextlib.suppress(TypeError):
+        _HINTS[target] = hints
+    return hints
+
+
 def signature_params(fn: Callable[..., Any]) -> tuple[list[str], list[str], bool]:
     """``(allowed, required, takes_any)`` keyword names of ``fn`` (a class: its ``__init__``)."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins have no signature: accept anything
+    sig = signature_of(fn)
+    if sig is None:  # some builtins have no signature: accept anything
         return [], [], True
     allowed, required, any_kw = [], [], False
     for p in sig.parameters.values():
@@ -285,5 +324,5 @@ returns the optimizer; ``DefaultOptimizerConstructor`` ships."""
 
 __all__ = [
     "DATASETS", "HOOKS", "LOSSES", "MODELS", "OPTIMIZERS", "OPTIMIZER_CONSTRUCTORS", "Registry", "RegistryError",
-    "check_kwargs", "did_you_mean", "import_module", "import_path", "signature_params",
+    "check_kwargs", "did_you_mean", "import_module", "import_path", "signature_of", "signature_params", "type_hints",
 ]

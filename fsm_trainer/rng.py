@@ -38,7 +38,7 @@ def capture() -> dict[str, Any]:
     out: dict[str, Any] = {
         "python": {"version": version, "state": list(internal), "gauss_next": gauss},
         "numpy": {
-            "kind": str(kind), "keys": [int(k) for k in keys], "pos": int(pos),
+            "kind": str(kind), "keys": keys.tolist(), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached),
         },
         "torch": torch.get_rng_state(),
@@ -56,6 +56,11 @@ _WORDS = 624  # Mersenne Twister state words, in python's random and NumPy's leg
 
 def _is_int(x: Any, low: int, high: int) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and low <= x <= high
+
+
+def _are_words(xs: list[Any]) -> bool:
+    """Whether every item is a 32-bit unsigned int (not a bool), checked in a few passes over a long list."""
+    return all(type(x) is int for x in xs) and (not xs or (min(xs) >= 0 and max(xs) <= 2**32 - 1))
 
 
 def _is_number(x: Any) -> bool:
@@ -87,7 +92,7 @@ def check(state: Any) -> None:
         raise RngStateError(msg)
     words = py["state"]
     if (py["version"] != random.Random.VERSION or not isinstance(words, list) or len(words) != _WORDS + 1
-            or not all(_is_int(w, 0, 2**32 - 1) for w in words[:-1]) or not _is_int(words[-1], 0, _WORDS)):
+            or not _are_words(words[:-1]) or not _is_int(words[-1], 0, _WORDS)):
         msg = f"python: not a version {random.Random.VERSION} Mersenne Twister state ({_WORDS} words and a position)"
         raise RngStateError(msg)
     if py["gauss_next"] is not None and not _is_number(py["gauss_next"]):
@@ -99,7 +104,7 @@ def check(state: Any) -> None:
         raise RngStateError(msg)
     keys = n["keys"]
     if (n["kind"] != "MT19937" or not isinstance(keys, list) or len(keys) != _WORDS
-            or not all(_is_int(k, 0, 2**32 - 1) for k in keys) or not _is_int(n["pos"], 0, _WORDS)
+            or not _are_words(keys) or not _is_int(n["pos"], 0, _WORDS)
             or not _is_int(n["has_gauss"], 0, 1) or not _is_number(n["cached_gaussian"])):
         msg = f"numpy: not an MT19937 state ({_WORDS} 32-bit keys, a position, a cached gaussian)"
         raise RngStateError(msg)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsm_trainer.examples.digits import digits_arrays, load_digits_split
+from fsm_trainer.examples.digits import _digits_table, digits_arrays, load_digits_split
 
 
 def test_digits_arrays_equal_sklearn_load_digits() -> None:
@@ -20,6 +20,9 @@ def test_digits_arrays_equal_sklearn_load_digits() -> None:
     assert data.dtype == ref.data.dtype and target.dtype == ref.target.dtype
     assert np.array_equal(data, ref.data) and np.array_equal(target, ref.target)
     assert data.shape == (1797, 64)
+    data[0, 0], target[0] = -1, -1  # the caller's own arrays: the next call is unchanged
+    again, again_target = digits_arrays()
+    assert np.array_equal(again, ref.data) and np.array_equal(again_target, ref.target)
 
 
 def test_split_is_seeded_and_disjoint() -> None:
@@ -41,5 +44,6 @@ def test_loading_does_not_import_sklearn(monkeypatch: pytest.MonkeyPatch) -> Non
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", guarded)
+    _digits_table.cache_clear()  # read the file again, under the guard
     train, val = load_digits_split()
     assert len(train) + len(val) == 1797

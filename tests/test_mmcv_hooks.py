@@ -305,6 +305,79 @@ def test_class_hook_pays_only_at_overridden_points() -> None:
     assert Epochs().get_triggered_stages() == ["before_train_epoch", "before_val_epoch"]
 
 
+def _decorated(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    return wrapper
+
+
+class _ReadsAttr(Hook):
+    def after_train_iter(self, runner: Any) -> None:
+        runner.log_buffer.output["x"] = 1
+
+
+class _ReadsByName(Hook):
+    def after_train_iter(self, runner: Any) -> None:
+        getattr(runner, "log_buffer").clear()  # noqa: B009
+
+
+class _ReadsInNestedCode(Hook):
+    def after_train_iter(self, runner: Any) -> None:
+        print([v for v in runner.log_buffer.val_history])
+
+
+class _ReadsInHelpers(Hook):
+    @staticmethod
+    def _tags(runner: Any) -> Any:
+        return runner.log_buffer.output
+
+    @_decorated
+    def after_train_iter(self, runner: Any) -> None:
+        self._tags(runner)
+
+
+class _Subclass(_ReadsAttr):
+    def before_run(self, runner: Any) -> None:
+        pass
+
+
+class _ReadsNothing(Hook):
+    """Counts iterations."""
+
+    n = 0
+
+    @property
+    def count(self) -> int:
+        return self.n
+
+    def after_train_iter(self, runner: Any) -> None:
+        self.n += runner.inner_iter
+
+
+_SOURCELESS: dict[str, Any] = {"Hook": Hook}
+exec("class Sourceless(Hook):\n    def after_iter(self, runner):\n        runner.log_buffer.update({})\n",
+     _SOURCELESS)
+
+
+@pytest.mark.parametrize(("hook", "reads"), [
+    (_ReadsAttr, True), (_ReadsByName, True), (_ReadsInNestedCode, True), (_ReadsInHelpers, True), (_Subclass, True),
+    (_SOURCELESS["Sourceless"], True), (_ReadsNothing, False), (Hook, False),
+])
+def test_the_log_buffer_is_fed_for_class_hooks_whose_code_names_it(hook: type, reads: bool) -> None:
+    """A class hook naming ``log_buffer`` (attribute, string, nested code, helper, base class,
+    no source file) makes the run feed the buffer; other hooks cost nothing there."""
+    from fsm_trainer.context import RunContext
+    from fsm_trainer.mmcv.hook import class_hook
+
+    ctx = RunContext(compile_workflow([("train", 1)], max_epochs=1), [[0]])
+    class_hook(hook(), ctx)
+    assert ctx.uses_log_buffer == reads
+
+
 def test_registry_mmcv_semantics() -> None:
     """register_module as decorator/call, duplicate names refused, get() of an unknown name is None."""
     reg = Registry("thing")

@@ -19,7 +19,7 @@ from fsm_trainer.checkpoint._layout import TENSOR_FILE
 from fsm_trainer.errors import ArgumentTypeError
 
 # Values stored as they are: a list or tuple of only these (an RNG state's 624 words) is copied
-# in one pass instead of being walked element by element.
+# in one pass instead of being walked element by element, when encoded and when decoded.
 _SCALARS = frozenset({type(None), bool, int, float, str})
 
 
@@ -85,6 +85,8 @@ def decode(data: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
         CorruptCheckpointError: a tensor reference is unknown or a tag is malformed.
     """
     if isinstance(data, list):
+        if _SCALARS.issuperset(map(type, data)):
+            return list(data)
         return [decode(v, tensors) for v in data]
     if not isinstance(data, dict):
         return data

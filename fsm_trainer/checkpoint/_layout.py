@@ -64,19 +64,16 @@ def nesting_depth(obj: Any) -> int:
     >>> nesting_depth({"a": [1, {"b": []}]}), nesting_depth(3)
     (4, 0)
     """
+    if not isinstance(obj, (dict, list)):
+        return 0
     deepest = 0
-    stack: list[tuple[Any, int]] = [(obj, 0)]
+    stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        depth += 1
         deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in children)
+        # Only containers are pushed: a long list of numbers (an RNG state) costs one check each.
+        nested = [c for c in (value.values() if isinstance(value, dict) else value) if isinstance(c, (dict, list))]
+        stack.extend([(c, depth + 1) for c in nested])
     return deepest
 
 

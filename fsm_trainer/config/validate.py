@@ -8,7 +8,6 @@ the config entry whose construction failed.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,6 +29,8 @@ from fsm_trainer.registry import (
     check_kwargs,
     did_you_mean,
     import_module,
+    signature_of,
+    type_hints,
 )
 
 _LOADER_KEYS = ("samples_per_gpu", "workers_per_gpu", "shuffle", "drop_last", "persistent_workers", "pin_memory",
@@ -58,15 +59,9 @@ def _type_of_default(default: Any) -> Any:
 
 
 def _hint_errors(fn: Callable[..., Any], kwargs: Mapping[str, Any], path: str) -> list[str]:
-    target = fn.__init__ if isinstance(fn, type) else fn  # type: ignore[misc]
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:
-        hints = {}
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
+    hints = type_hints(fn)
+    sig = signature_of(fn)
+    params = sig.parameters if sig is not None else {}
     errors = []
     for k, v in kwargs.items():
         t = hints.get(k)

@@ -13,6 +13,7 @@ read them back at their interval.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,7 +30,8 @@ from fsm_trainer.hooks import checkpoint_hook, iter_timer_hook, optimizer_hook, 
 
 
 def digits_arrays() -> tuple[Any, Any]:
-    """scikit-learn's digits: ``(data, target)``, the arrays of ``sklearn.datasets.load_digits()``.
+    """scikit-learn's digits: ``(data, target)``, the arrays of ``sklearn.datasets.load_digits()``
+    (new arrays on each call).
 
     Read from the CSV file scikit-learn ships, without importing scikit-learn (whose import
     costs more than the rest of a short run's start-up).
@@ -37,6 +39,13 @@ def digits_arrays() -> tuple[Any, Any]:
     Raises:
         ImportError: scikit-learn is not installed.
     """
+    table = _digits_table()
+    return table[:, :-1].copy(), table[:, -1].astype(int)
+
+
+@functools.cache
+def _digits_table() -> Any:
+    """The digits CSV as one read-only array, parsed once per process."""
     import gzip
     import importlib.util
 
@@ -49,7 +58,8 @@ def digits_arrays() -> tuple[Any, Any]:
     path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",")
-    return table[:, :-1], table[:, -1].astype(int, copy=False)
+    table.setflags(write=False)
+    return table
 
 
 def load_digits_split(seed: int = 0, val_fraction: float = 0.2) -> tuple[TensorDataset, TensorDataset]:

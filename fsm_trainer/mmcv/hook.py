@@ -11,10 +11,11 @@ whose counters are the state's at that point.
 
 from __future__ import annotations
 
-import inspect
+import functools
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fsm_trainer.errors import FsmTrainerError
@@ -219,14 +220,51 @@ def unique_name(ctx: RunContext, name: str) -> str:
     return out
 
 
+def _code_of(value: Any) -> Iterator[CodeType]:
+    """The code objects of a class attribute: a function (and what it wraps), a static or class
+    method, a property's accessors, a partial's function, a nested class's attributes."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (staticmethod, classmethod)):
+            stack.append(v.__func__)
+        elif isinstance(v, property):
+            stack.extend(f for f in (v.fget, v.fset, v.fdel) if f is not None)
+        elif isinstance(v, functools.partial):
+            stack.append(v.func)
+        elif isinstance(v, type):
+            stack.extend(v.__dict__.values())
+        elif isinstance(v, FunctionType):
+            yield v.__code__
+            wrapped = getattr(v, "__wrapped__", None)
+            if wrapped is not None:
+                stack.append(wrapped)
+
+
+def _mentions(code: CodeType, word: str) -> bool:
+    """Whether ``word`` is in a name or string constant of ``code`` or of code nested in it."""
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        if any(word in n for n in c.co_names):
+            return True
+        for k in c.co_consts:
+            if isinstance(k, CodeType):
+                stack.append(k)
+            elif isinstance(k, str) and word in k:
+                return True
+    return False
+
+
 def _reads_log_buffer(hook: Any) -> bool:
+    """Whether a class of ``hook`` (other than the ones shipped here) names ``log_buffer`` in its
+    code: an attribute, a name or a string, in a method, a nested function or a docstring."""
     for klass in type(hook).__mro__:
         if klass.__module__.startswith("fsm_trainer.mmcv") or klass is object:
             continue
-        try:
-            if "log_buffer" in inspect.getsource(klass):
-                return True
-        except (OSError, TypeError):
+        if "log_buffer" in (klass.__doc__ or ""):
+            return True
+        if any(_mentions(code, "log_buffer") for v in vars(klass).values() for code in _code_of(v)):
             return True
     return False
 
