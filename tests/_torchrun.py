@@ -71,12 +71,22 @@ def forkserver() -> multiprocessing.context.ForkServerContext:
     return ctx
 
 
-def spawn(fn: Callable[..., None], *args: object, nprocs: int = 2) -> None:
-    """``torch.multiprocessing.spawn(fn, args, nprocs)``, the processes forked from :func:`forkserver`."""
+def spawn(fn: Callable[..., None], *args: object, nprocs: int = 2, timeout: float = 180) -> None:
+    """``torch.multiprocessing.spawn(fn, args, nprocs)``, the processes forked from
+    :func:`forkserver`. A process that fails stops the others and raises here; past ``timeout``
+    all are killed and the test fails."""
+    import time
+
     import torch.multiprocessing as mp
 
     forkserver()
-    mp.start_processes(fn, args=args, nprocs=nprocs, join=True, start_method="forkserver")
+    context = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="forkserver")
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError(f"{fn.__name__} on {nprocs} processes still running after {timeout} s")
 
 
 def _script_rank(rank: int, world: int, port: int, argv: list[str]) -> None:

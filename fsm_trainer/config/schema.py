@@ -31,6 +31,7 @@ fsm_trainer.config.loader.ConfigError: invalid config: 4 errors
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -366,8 +367,10 @@ def split_keys(raw: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], dict[
     return errors, known, helpers
 
 
+@functools.lru_cache(maxsize=4096)
 def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance with transpositions (optimal string alignment).
+    """Levenshtein distance with transpositions (optimal string alignment); remembered for the
+    last few thousand pairs (a config's helper names are compared with every known key).
 
     >>> edit_distance("lr_confg", "lr_config"), edit_distance("optimzier", "optimizer")
     (1, 1)
