@@ -18,6 +18,16 @@ SCRIPT = str(HERE / "_dist_script.py")
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 
+def free_port() -> int:
+    """A TCP port free on localhost now (for a rendezvous or a process group's store)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def launch_env() -> dict[str, str]:
     """The environment of a launch: one thread per rank, fixed hashing, this checkout importable."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
@@ -102,9 +112,4 @@ def script_ranks(*argv: str, nprocs: int = 2) -> None:
     """``tests/_dist_script.py ARGV`` as ``nprocs`` ranks with the variables torchrun sets
     (rank, world size, a free port on localhost), forked from :func:`forkserver` rather than
     started by torchrun: for the uninterrupted runs the torchrun launches are compared with."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    spawn(_script_rank, nprocs, port, list(argv), nprocs=nprocs)
+    spawn(_script_rank, nprocs, free_port(), list(argv), nprocs=nprocs)

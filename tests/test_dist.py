@@ -29,7 +29,7 @@ from fsm_trainer.dist import collect_outputs, collect_results, destroy_dist, int
 from fsm_trainer.sampler import ResumableSampler, epoch_order
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _torchrun import ROOT, SCRIPT, TORCHRUN, finish, script_ranks, start, tensors_equal, torchrun
+from _torchrun import ROOT, SCRIPT, TORCHRUN, finish, free_port, script_ranks, start, tensors_equal, torchrun
 
 
 @pytest.fixture(scope="module")
@@ -199,11 +199,7 @@ def test_per_rank_entries_fall_back_to_rank_zero():
 
 def _two_nodes(wd: Path, *extra: str, timeout: float = 180) -> list[subprocess.CompletedProcess[str]]:
     """Two torchrun launches, ``--nnodes 2 --node-rank 0|1``, one process each, c10d rendezvous on localhost."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     procs = [start([TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(n), "--rdzv-backend", "c10d",
                     "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "fsm", SCRIPT, str(wd), *extra])
              for n in (0, 1)]

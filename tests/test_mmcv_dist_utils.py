@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from _torchrun import free_port
 
 from fsm_trainer.errors import FsmTrainerError
 from fsm_trainer.mmcv.dist_utils import (
@@ -41,13 +41,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in DIST_VARS:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def test_single_process_rank_0_of_1_and_no_op_all_reduce() -> None:

@@ -7,7 +7,6 @@ mmcv 1.7.2's ``collate`` and ``scatter_kwargs`` (target ``[-1]``) and are writte
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
+from _torchrun import free_port
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -302,10 +302,7 @@ def test_runner_checkpoint_of_a_wrapped_model_holds_the_inner_keys(tmp_path: Pat
 
 @pytest.fixture
 def gloo_world_of_one() -> Iterator[None]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
     try:
         yield
     finally:
